@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` runs the whole loop, `make test` runs the tests.
+# Both create .venv and install what they need (torch's CPU build first, so that the
+# `local` extra's torch range installs nothing more).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint install base-model clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[local,providers,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tuneloop demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model (about 20 minutes on 2 cores).
+base-model: $(STAMP)
+	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 20
+
+clean:
+	rm -rf $(VENV) .tuneloop .pytest_cache .ruff_cache

@@ -1,0 +1,329 @@
+"""One typed configuration, read from ``tuneloop.toml`` with ``TUNELOOP_*`` environment overrides.
+
+Precedence, lowest first: defaults in this module, the TOML file, then environment variables named
+``TUNELOOP_<SECTION>__<KEY>`` (for example ``TUNELOOP_TRAIN__EPOCHS=5``, or ``TUNELOOP_WORKSPACE``
+for a top-level key). Secrets never live here: provider settings name the environment variable that
+holds a key, and a secret-looking key with a value in the file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tuneloop.errors import ConfigError
+
+CONFIG_FILENAME = "tuneloop.toml"
+ENV_PREFIX = "TUNELOOP_"
+BUILTIN_BASE_MODEL = "builtin:tiny"
+SECRET_KEY_NAMES = ("api_key", "apikey", "secret", "password", "token")
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreConfig(Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store. Empty: SQLite at <workspace>/tuneloop.db. "
+        "For a shared store use postgresql+psycopg://user@host/db",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return url
+
+
+class RewardTable(Section):
+    """Reward in [-1, 1] for each feedback signal (the ranges follow the adaptive-learning guide)."""
+
+    thumbs_up: float = Field(1.0, ge=-1, le=1, description="explicit positive")
+    thumbs_down: float = Field(-1.0, ge=-1, le=1, description="explicit negative")
+    saved: float = Field(0.8, ge=-1, le=1, description="output saved as-is (accepted)")
+    correction_best: float = Field(
+        0.6, ge=-1, le=1, description="correction reward when almost nothing was changed"
+    )
+    correction_worst: float = Field(
+        0.2, ge=-1, le=1, description="correction reward when everything was changed"
+    )
+    abandoned: float = Field(-0.5, ge=-1, le=1, description="no follow-up within the timeout")
+    regenerated: float = Field(-0.6, ge=-1, le=1, description="same prompt asked again")
+
+
+class CaptureConfig(Section):
+    opted_out_tenants: list[str] = Field(
+        default_factory=list, description="tenants whose calls are never stored"
+    )
+    abandon_after_s: int = Field(
+        900, gt=0, description="seconds without a follow-up before a call counts as abandoned"
+    )
+    regenerate_window_s: int = Field(
+        600, gt=0, description="same prompt again within this many seconds = regenerated"
+    )
+    rewards: RewardTable = Field(default_factory=RewardTable)
+    reward_function: str | None = Field(
+        None,
+        description="optional 'module:function' taking (kind, value, interaction) and returning a "
+        "reward in [-1, 1], or None to use the table",
+    )
+
+
+class CurateConfig(Section):
+    min_reward: float = Field(0.3, ge=-1, le=1, description="keep examples with reward >= this")
+    min_quality: int = Field(5, ge=0, le=10, description="keep examples with quality >= this")
+    keep_unrated: bool = Field(
+        False, description="keep examples that have no feedback at all (synthetic ones always are)"
+    )
+    eval_fraction: float = Field(0.2, ge=0, lt=1, description="share of examples held out")
+    split_seed: str = Field("tuneloop", description="salt of the deterministic hash split")
+
+
+class TrainConfig(Section):
+    """Local LoRA training. Every key is also a ``tuneloop train`` option."""
+
+    base_model: str = Field(
+        BUILTIN_BASE_MODEL,
+        description="Hugging Face model path or id; 'builtin:tiny' is the model shipped in the package",
+    )
+    epochs: int = Field(3, ge=1, le=1000)
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16, description="tokens per example; longer ones are truncated")
+    lora_r: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                 "gate_proj", "up_proj", "down_proj"],
+        description="linear layers that get LoRA adapters",
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = all cores")
+
+
+class EvaluateConfig(Section):
+    max_new_tokens: int = Field(384, ge=1)
+    max_examples: int | None = Field(None, ge=1, description="evaluate at most this many examples")
+
+
+class Config(Section):
+    """The whole configuration; ``workspace`` holds the SQLite store and all artifacts."""
+
+    workspace: Path = Field(Path(".tuneloop"), description="folder for the store and artifacts")
+    task: str = Field("default", description="default task name for logs, datasets and models")
+    teacher: str = Field(
+        "callable:tuneloop.demo.teacher:respond",
+        description="provider spec of the big model: callable:module:function, "
+        "openai:MODEL, anthropic:MODEL",
+    )
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @property
+    def store_url(self) -> str:
+        """The store URL, SQLite inside the workspace unless one is configured."""
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{(self.workspace / 'tuneloop.db').as_posix()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.workspace / "artifacts"
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read the config file (if any), apply env and explicit overrides, validate.
+
+    ``path`` defaults to ``$TUNELOOP_CONFIG`` or ``./tuneloop.toml``; a missing default file is
+    fine (defaults apply) but a missing explicit file is an error. Relative paths in the file are
+    taken relative to the file's folder.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    explicit = path is not None or "TUNELOOP_CONFIG" in environ
+    config_path = Path(path or environ.get("TUNELOOP_CONFIG") or CONFIG_FILENAME)
+    data: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    base_dir = Path.cwd()
+    if config_path.is_file():
+        data = _read_toml(config_path)
+        base_dir = config_path.resolve().parent
+        _refuse_secrets(data, config_path)
+        for key_path in _leaf_paths(data):
+            origins[key_path] = str(config_path)
+    elif explicit:
+        raise ConfigError(f"config file {config_path} does not exist (run `tuneloop init`)")
+
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "TUNELOOP_CONFIG":
+            continue
+        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        _set_path(data, key_path, _parse_env_value(raw))
+        origins[key_path] = f"environment variable {name}"
+    for dotted, value in (overrides or {}).items():
+        key_path = tuple(dotted.split("."))
+        _set_path(data, key_path, value)
+        origins[key_path] = "command-line option"
+
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, origins)) from None
+    if not config.workspace.is_absolute():
+        config.workspace = base_dir / config.workspace
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _refuse_secrets(data: dict[str, Any], path: Path, prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _refuse_secrets(value, path, f"{dotted}.")
+        elif any(word in key.lower() for word in SECRET_KEY_NAMES) and value:
+            raise ConfigError(
+                f"{path}: key {dotted} looks like a secret; secrets are read only from "
+                "environment variables (for example OPENAI_API_KEY), never from the config file"
+            )
+
+
+def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            paths.extend(_leaf_paths(value, (*prefix, key)))
+        else:
+            paths.append((*prefix, key))
+    return paths
+
+
+def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in key_path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[key_path[-1]] = value
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Env values are strings; JSON lists/objects (``["a","b"]``) are decoded for list keys."""
+    stripped = raw.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _describe_validation_error(
+    exc: ValidationError, origins: dict[tuple[str, ...], str]
+) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        dotted = ".".join(loc) or "(top level)"
+        origin = next(
+            (origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), "defaults"
+        )
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(
+                f"  {dotted} (from {origin}): unknown key; allowed here: {', '.join(allowed)}"
+            )
+            continue
+        value = error.get("input")
+        lines.append(f"  {dotted} = {value!r} (from {origin}): {error['msg']}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(section_path: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in section_path:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def render_default_config() -> str:
+    """A commented ``tuneloop.toml`` with every key at its default, generated from the models."""
+    lines = [
+        "# tuneloop configuration. Every key is optional; shown values are the defaults.",
+        "# Environment variables override it: TUNELOOP_<SECTION>__<KEY>, e.g. "
+        "TUNELOOP_TRAIN__EPOCHS=5.",
+        "# Secrets (API keys) are read only from environment variables, never from this file.",
+        "",
+    ]
+    lines.extend(_render_section(Config(), ()))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_section(section: BaseModel, path: tuple[str, ...]) -> list[str]:
+    scalars: list[str] = []
+    tables: list[str] = []
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            tables.append("")
+            tables.append(f"[{'.'.join((*path, name))}]")
+            doc = (type(value).__doc__ or "").strip().splitlines()
+            if doc and type(value).__doc__ != BaseModel.__doc__:
+                tables.insert(len(tables) - 1, f"# {doc[0]}")
+            tables.extend(_render_section(value, (*path, name)))
+            continue
+        if field.description:
+            scalars.append(f"# {field.description}")
+        if value is None:
+            scalars.append(f"# {name} = ")
+        else:
+            scalars.append(f"{name} = {_toml_value(value)}")
+    return scalars + tables
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return json.dumps(value.as_posix())
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return repr(value)

@@ -1,0 +1,27 @@
+"""Errors a user can cause, each with a message that names what and where."""
+
+from __future__ import annotations
+
+
+class TuneloopError(Exception):
+    """Base for every error tuneloop reports to a user (the CLI prints these without a traceback)."""
+
+
+class ConfigError(TuneloopError):
+    """The configuration file or an environment override is invalid."""
+
+
+class StoreError(TuneloopError):
+    """The store cannot be opened, migrated or written."""
+
+
+class InputError(TuneloopError):
+    """A file or value given by the user cannot be used (bad JSONL line, unknown id, ...)."""
+
+
+class ProviderError(TuneloopError):
+    """A model provider failed to answer (unreachable, bad credentials, bad spec)."""
+
+
+class TrainingError(TuneloopError):
+    """A training job cannot start or failed."""
