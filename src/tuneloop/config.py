@@ -46,7 +46,7 @@ class StoreConfig(Section):
 
 
 class RewardTable(Section):
-    """Reward in [-1, 1] for each feedback signal (the ranges follow the adaptive-learning guide)."""
+    """Reward in [-1, 1] for each feedback signal (ranges from the adaptive-learning guide)."""
 
     thumbs_up: float = Field(1.0, ge=-1, le=1, description="explicit positive")
     thumbs_down: float = Field(-1.0, ge=-1, le=1, description="explicit negative")
@@ -94,7 +94,7 @@ class TrainConfig(Section):
 
     base_model: str = Field(
         BUILTIN_BASE_MODEL,
-        description="Hugging Face model path or id; 'builtin:tiny' is the model shipped in the package",
+        description="Hugging Face model path or id; 'builtin:tiny' is the model in the package",
     )
     epochs: int = Field(3, ge=1, le=1000)
     learning_rate: float = Field(2e-4, gt=0, lt=1)
@@ -211,11 +211,16 @@ def _refuse_secrets(data: dict[str, Any], path: Path, prefix: str = "") -> None:
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
             _refuse_secrets(value, path, f"{dotted}.")
-        elif any(word in key.lower() for word in SECRET_KEY_NAMES) and value:
+        elif _looks_secret(key) and value:
             raise ConfigError(
                 f"{path}: key {dotted} looks like a secret; secrets are read only from "
                 "environment variables (for example OPENAI_API_KEY), never from the config file"
             )
+
+
+def _looks_secret(key: str) -> bool:
+    name = key.lower()
+    return any(name == word or name.endswith(f"_{word}") for word in SECRET_KEY_NAMES)
 
 
 def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

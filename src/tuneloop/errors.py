@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class TuneloopError(Exception):
-    """Base for every error tuneloop reports to a user (the CLI prints these without a traceback)."""
+    """Base of every error reported to a user; the CLI prints these without a traceback."""
 
 
 class ConfigError(TuneloopError):

@@ -26,7 +26,9 @@ COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "demo"]
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("tuneloop.toml"),
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path(
+        "tuneloop.toml"
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented tuneloop.toml with every key at its default."""

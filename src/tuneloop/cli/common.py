@@ -16,7 +16,9 @@ err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $TUNELOOP_CONFIG or ./tuneloop.toml)."),
+    typer.Option(
+        "--config", "-c", help="Config file (default: $TUNELOOP_CONFIG or ./tuneloop.toml)."
+    ),
 ]
 
 

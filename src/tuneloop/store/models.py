@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -46,7 +46,7 @@ def new_id() -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+    type_annotation_map: ClassVar = {dict[str, Any]: JSONType, list[Any]: JSONType}
 
 
 class Interaction(Base):
@@ -85,6 +85,7 @@ class Interaction(Base):
         Index(None, "task", "created_at"),
         Index(None, "prompt_hash"),
         Index(None, "tenant"),
+        Index(None, "session_id", "created_at"),
     )
 
 

@@ -86,6 +86,11 @@ def upgrade() -> None:
             batch_op.f("ix_interactions_task_created_at"), ["task", "created_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_interactions_tenant"), ["tenant"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_interactions_session_id_created_at"),
+            ["session_id", "created_at"],
+            unique=False,
+        )
 
     op.create_table(
         "opt_outs",
@@ -301,6 +306,7 @@ def downgrade() -> None:
     op.drop_table("dataset_examples")
     op.drop_table("opt_outs")
     with op.batch_alter_table("interactions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_interactions_session_id_created_at"))
         batch_op.drop_index(batch_op.f("ix_interactions_tenant"))
         batch_op.drop_index(batch_op.f("ix_interactions_task_created_at"))
         batch_op.drop_index(batch_op.f("ix_interactions_prompt_hash"))

@@ -1,0 +1,5 @@
+"""Capture: log every model call with who asked and what it cost, and turn user reactions into
+rewards in [-1, 1] and a quality score 0–10 that curation filters on.
+
+Entry point: ``tuneloop.connect()`` → :class:`tuneloop.capture.client.Tuneloop`.
+"""

@@ -1,0 +1,271 @@
+"""One transaction of capture writes: logs and feedback that commit, or roll back, together.
+
+``Tuneloop.log``/``feedback`` each run one; ``log_many`` and the importer put many rows in one,
+which is what makes bulk capture fast: one commit, one opt-out lookup, and, after
+:meth:`Batch.prefetch`, a few queries per batch instead of per row. Rows created in the batch
+are invisible to others until the commit, so their feedback and "conversation continued" are
+tracked in memory and the rows are inserted in bulk at the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from tuneloop.capture import scoring
+from tuneloop.capture.records import check_json, parse_time, prepare_log, to_utc
+from tuneloop.capture.rewards import RewardCalculator, check_kind, prepare_value
+from tuneloop.capture.scoring import Event, apply_scores, same
+from tuneloop.config import CaptureConfig
+from tuneloop.errors import InputError
+from tuneloop.store import Feedback, Interaction, OptOut
+from tuneloop.store.models import new_id, utcnow
+
+SessionKey = tuple[str, str | None]  # session_id, tenant
+PromptKey = tuple[str, str | None, str | None]  # prompt_hash, tenant, session_id
+CHUNK = 500  # values per IN (...) list
+
+
+class Batch:
+    """Capture writes inside one store session (see :meth:`Tuneloop.batch`)."""
+
+    def __init__(self, session: Session, capture: CaptureConfig, rewards: RewardCalculator) -> None:
+        self.session = session
+        self.capture = capture
+        self.rewards = rewards
+        self._opted_out: set[str] | None = None
+        self._created: dict[str, Interaction] = {}
+        self._events: dict[str, list[tuple[datetime, int, Event]]] = {}
+        self._follows: dict[str, bool] = {}
+        # The latest call of each session and of each (prompt, tenant, session), from prefetch()
+        # and from calls added at "now" (newer than anything stored). A key in a "known" set
+        # needs no query even when it has no entry: there is none.
+        self._latest: dict[SessionKey, Interaction] = {}
+        self._known_sessions: set[SessionKey] = set()
+        self._recent: dict[PromptKey, Interaction] = {}
+        self._known_prompts: set[PromptKey] = set()
+
+    @property
+    def opted_out(self) -> set[str]:
+        """Tenants never stored: the config list plus the ``opt_outs`` table (read once)."""
+        if self._opted_out is None:
+            stored = self.session.scalars(select(OptOut.tenant)).all()
+            self._opted_out = set(self.capture.opted_out_tenants) | set(stored)
+        return self._opted_out
+
+    def log(self, messages: Any, response: Any, **options: Any) -> str | None:
+        """Like :meth:`Tuneloop.log`, inside this transaction."""
+        return self.add(prepare_log(messages, response, **options))
+
+    def add(self, values: Mapping[str, Any]) -> str | None:
+        """Store prepared column values (``records.prepare_log``); None for an opted-out tenant."""
+        tenant = values.get("tenant")
+        if tenant is not None and tenant in self.opted_out:
+            return None
+        interaction = Interaction(**{"created_at": utcnow(), **values, "id": new_id()})
+        self.session.add(interaction)
+        self._created[interaction.id] = interaction
+        self._events[interaction.id] = []
+        dated = "created_at" in values  # back-dated: "newest" in the caches may not hold
+        follows = False
+        if interaction.tenant is not None or interaction.session_id is not None:
+            self._detect_regenerate(interaction, dated)
+        if interaction.session_id is not None:
+            key = (interaction.session_id, interaction.tenant)
+            if dated:
+                self._latest.pop(key, None)
+                self._known_sessions.discard(key)
+                previous = self._previous_in_session(interaction)
+                follows = scoring.continued(self.session, interaction)
+            elif key in self._latest or key in self._known_sessions:
+                previous = self._latest.get(key)
+            else:
+                previous = self._previous_in_session(interaction)
+            if previous is not None:  # this call is its next one: did the user go on?
+                self._rescore(previous, previous.prompt_hash != interaction.prompt_hash)
+            if not dated:
+                self._latest[key] = interaction
+        self._follows[interaction.id] = follows
+        apply_scores(interaction, [], follows)
+        return interaction.id
+
+    def prefetch(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Load in a few queries what ``add()`` of these prepared rows would look up one by one:
+        recent calls with the same prompts and the latest call of each of their sessions."""
+        live = [row for row in rows if "created_at" not in row
+                and (row.get("tenant") is not None or row.get("session_id") is not None)
+                and row.get("tenant") not in self.opted_out]
+        prompts = {(row["prompt_hash"], row.get("tenant"), row.get("session_id"))
+                   for row in live} - self._known_prompts
+        since = utcnow() - timedelta(seconds=self.capture.regenerate_window_s)
+        hashes = sorted({prompt for prompt, _, _ in prompts})
+        for start in range(0, len(hashes), CHUNK):
+            found = self.session.scalars(
+                select(Interaction)
+                .where(Interaction.prompt_hash.in_(hashes[start:start + CHUNK]),
+                       Interaction.created_at >= since)
+                .with_for_update()
+            )
+            for row in found:
+                key = (row.prompt_hash, row.tenant, row.session_id)
+                if key in prompts:
+                    _keep_latest(self._recent, key, row)
+        self._known_prompts |= prompts
+        sessions = {(row["session_id"], row.get("tenant")) for row in live
+                    if row.get("session_id") is not None} - self._known_sessions
+        ids = sorted({session_id for session_id, _ in sessions})
+        for start in range(0, len(ids), CHUNK):
+            newest = (
+                select(Interaction.session_id, Interaction.tenant,
+                       func.max(Interaction.created_at).label("newest"))
+                .where(Interaction.session_id.in_(ids[start:start + CHUNK]))
+                .group_by(Interaction.session_id, Interaction.tenant)
+                .subquery()
+            )
+            found = self.session.scalars(
+                select(Interaction)
+                .join(newest, and_(Interaction.session_id == newest.c.session_id,
+                                   Interaction.tenant.is_not_distinct_from(newest.c.tenant),
+                                   Interaction.created_at == newest.c.newest))
+                .with_for_update(of=Interaction)
+            )
+            for row in found:
+                key = (row.session_id, row.tenant)
+                if key in sessions:
+                    _keep_latest(self._latest, key, row)
+        self._known_sessions |= sessions
+
+    def _detect_regenerate(self, interaction: Interaction, dated: bool) -> None:
+        """Same prompt from the same tenant+session within the window: the earlier answer failed.
+
+        Needs a tenant or a session: without either, two identical prompts may come from two
+        different users (or be synthetic), which says nothing about the first answer.
+        """
+        key = (interaction.prompt_hash, interaction.tenant, interaction.session_id)
+        since = interaction.created_at - timedelta(seconds=self.capture.regenerate_window_s)
+        if not dated and (key in self._recent or key in self._known_prompts):
+            earlier = self._recent.get(key)
+            if earlier is not None and to_utc(earlier.created_at) < since:
+                earlier = None
+        else:
+            earlier = self.session.scalar(
+                select(Interaction)
+                .where(
+                    Interaction.prompt_hash == interaction.prompt_hash,
+                    same(Interaction.tenant, interaction.tenant),
+                    same(Interaction.session_id, interaction.session_id),
+                    Interaction.id != interaction.id,
+                    Interaction.created_at >= since,
+                    Interaction.created_at <= interaction.created_at,
+                )
+                .order_by(Interaction.created_at.desc())
+                .limit(1)
+                .with_for_update()
+            )
+        if dated:
+            self._recent.pop(key, None)
+            self._known_prompts.discard(key)
+        else:
+            self._recent[key] = interaction
+        if earlier is not None:
+            self.event(earlier, "regenerated", {"by": interaction.id},
+                       created_at=interaction.created_at)
+
+    def _previous_in_session(self, interaction: Interaction) -> Interaction | None:
+        return self.session.scalar(
+            select(Interaction)
+            .where(
+                Interaction.session_id == interaction.session_id,
+                same(Interaction.tenant, interaction.tenant),
+                Interaction.id != interaction.id,
+                Interaction.created_at < interaction.created_at,
+            )
+            .order_by(Interaction.created_at.desc(), Interaction.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+
+    def _rescore(self, interaction: Interaction, follows: bool | None = None) -> None:
+        """Refresh derived columns; rows created in this batch need no query."""
+        if interaction.id in self._events:
+            events = [event for *_, event in sorted(self._events[interaction.id],
+                                                    key=lambda item: item[:2])]
+        else:
+            events = scoring.stored_events(self.session, interaction.id)
+        if follows is None:
+            follows = self._follows.get(interaction.id)
+        if follows is None:
+            follows = interaction.session_id is not None and scoring.continued(
+                self.session, interaction)
+        if interaction.id in self._follows:
+            self._follows[interaction.id] = follows
+        apply_scores(interaction, events, follows)
+
+    def feedback(
+        self,
+        interaction_id: str,
+        kind: str,
+        *,
+        value: Mapping[str, Any] | None = None,
+        score: float | None = None,
+        edited: str | None = None,
+        comment: str | None = None,
+        created_at: datetime | str | None = None,
+    ) -> float:
+        """Like :meth:`Tuneloop.feedback`, inside this transaction."""
+        kind = check_kind(kind)
+        if value is not None and not isinstance(value, Mapping):
+            raise InputError(f"feedback value must be an object, got {value!r}")
+        data = dict(value or {})
+        if score is not None:
+            data["score"] = score
+        if edited is not None:
+            data["edited"] = edited
+        check_json("feedback value", data)
+        if comment is not None and not isinstance(comment, str):
+            raise InputError(f"feedback comment must be text, got {comment!r}")
+        interaction = self._created.get(str(interaction_id)) or self.session.scalar(
+            select(Interaction).where(Interaction.id == str(interaction_id)).with_for_update()
+        )
+        if interaction is None:
+            raise InputError(f"no interaction with id {interaction_id!r} in the store "
+                             "(wrong id, or deleted by an opt-out)")
+        if kind == "saved" and isinstance(data.get("edited"), str):
+            if data["edited"] != interaction.response:
+                kind = "saved_with_edits"  # saved, but not as it was: the edit is the label
+            else:
+                del data["edited"]
+        when = parse_time(created_at) if created_at is not None else None
+        return self.event(interaction, kind, data, comment=comment, created_at=when)
+
+    def event(
+        self,
+        interaction: Interaction,
+        kind: str,
+        value: Mapping[str, Any] | None = None,
+        *,
+        comment: str | None = None,
+        created_at: datetime | None = None,
+    ) -> float:
+        """Store one event on a loaded interaction, refresh its scores, return the event reward."""
+        data = prepare_value(kind, value, interaction.response)
+        reward = self.rewards(kind, dict(data), interaction)
+        when = created_at or utcnow()
+        self.session.add(Feedback(interaction_id=interaction.id, kind=kind, value=data,
+                                  reward=reward, comment=comment, created_at=when))
+        if interaction.id in self._events:
+            events = self._events[interaction.id]
+            events.append((to_utc(when), len(events), (kind, data, reward)))
+        self._rescore(interaction)
+        return reward
+
+
+def _keep_latest(cache: dict[Any, Interaction], key: Any, row: Interaction) -> None:
+    current = cache.get(key)
+    if current is None or (to_utc(row.created_at), row.id) > (
+            to_utc(current.created_at), current.id):
+        cache[key] = row

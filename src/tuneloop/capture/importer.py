@@ -1,0 +1,178 @@
+"""Import logged calls from a JSONL file: tuneloop's own lines or OpenAI fine-tuning lines.
+
+A line is ``{"messages": [...], "response": "..."}`` or ``{"messages": [..., {"role":
+"assistant", "content": "..."}]}`` (the last assistant message is the response), plus any
+``log()`` field and an optional ``"feedback": [{"kind": ..., ...}]`` list. Keys tuneloop does not
+know (``tools``, ...) are kept in the metadata. ``task`` and ``source`` arguments are defaults for
+lines that do not set them.
+
+Bad lines are reported with file and line number and skipped; good lines are written in batches,
+each one transaction, so a crash leaves whole batches, never half a line's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneloop.capture.records import LOG_OPTIONS, parse_time, prepare_log
+from tuneloop.capture.rewards import check_kind, prepare_value
+from tuneloop.errors import InputError, TuneloopError
+
+if TYPE_CHECKING:
+    from tuneloop.capture.client import Tuneloop
+
+BATCH_LINES = 500
+FEEDBACK_KEYS = ("kind", "value", "score", "edited", "comment", "created_at")
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``errors`` are ``path:line: message`` strings."""
+
+    path: Path
+    imported: int = 0
+    skipped: int = 0
+    opted_out: int = 0
+    feedback: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
+                f"{self.opted_out} not stored (tenant opted out), {self.feedback} feedback events")
+
+
+@dataclass
+class _Line:
+    number: int
+    values: dict[str, Any]
+    feedback: list[dict[str, Any]]
+
+
+def import_jsonl(
+    client: Tuneloop,
+    path: str | Path,
+    *,
+    task: str | None = None,
+    source: str = "import",
+    batch_lines: int = BATCH_LINES,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import ``path``; ``progress`` is called with the bytes read so far."""
+    path = Path(path)
+    report = ImportReport(path)
+    defaults = {"task": task or client.config.task, "source": source}
+    pending: list[_Line] = []
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        done = 0
+        for number, raw in enumerate(handle, start=1):
+            done += len(raw)
+            try:
+                text = raw.decode("utf-8")
+                if text.strip():
+                    pending.append(_parse_line(number, text, defaults))
+            except UnicodeDecodeError:
+                report.skipped += 1
+                report.errors.append(f"{path}:{number}: not UTF-8 text")
+            except InputError as exc:
+                report.skipped += 1
+                report.errors.append(f"{path}:{number}: {exc}")
+            if len(pending) >= batch_lines:
+                _write(client, pending, report)
+                pending = []
+            if progress is not None:
+                progress(done)
+    if pending:
+        _write(client, pending, report)
+    return report
+
+
+def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:
+    imported = opted_out = feedback = 0
+    current = lines[0]
+    try:
+        with client.batch() as batch:
+            batch.prefetch([line.values for line in lines])
+            for current in lines:
+                interaction_id = batch.add(current.values)
+                if interaction_id is None:
+                    opted_out += 1
+                    continue
+                imported += 1
+                for event in current.feedback:
+                    batch.feedback(interaction_id, **event)
+                    feedback += 1
+    except TuneloopError as exc:
+        raise type(exc)(
+            f"{report.path}:{current.number}: {exc} (lines {lines[0].number}-{lines[-1].number} "
+            f"were rolled back; {report.imported} earlier lines are imported)"
+        ) from exc
+    report.imported += imported
+    report.opted_out += opted_out
+    report.feedback += feedback
+
+
+def _parse_line(number: int, text: str, defaults: dict[str, Any]) -> _Line:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"a line must be a JSON object, got {type(record).__name__}")
+    messages = record.pop("messages", None)
+    events = record.pop("feedback", None) or []
+    if "response" in record:
+        response = record.pop("response")
+    elif (isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+          and messages[-1].get("role") == "assistant"):
+        response = messages[-1].get("content")
+        messages = messages[:-1]
+    else:
+        raise InputError('no response: give "response" or end "messages" with an assistant '
+                         "message")
+    options = {key: record.pop(key) for key in LOG_OPTIONS if key in record}
+    if record:  # keys tuneloop does not know: keep them with the call
+        metadata = options.get("metadata") or {}
+        if isinstance(metadata, dict):
+            options["metadata"] = {**record, **metadata}
+    for key, value in defaults.items():
+        if options.get(key) is None:
+            options[key] = value
+    values = prepare_log(messages, response, **options)
+    return _Line(number, values, _check_feedback(events, values["response"]))
+
+
+def _check_feedback(events: Any, response: str) -> list[dict[str, Any]]:
+    """Validate feedback entries now, so a bad one skips its line instead of failing a batch."""
+    if not isinstance(events, list):
+        raise InputError("feedback must be a list of {kind, ...} objects")
+    checked = []
+    for index, event in enumerate(events):
+        where = f"feedback[{index}]"
+        if not isinstance(event, dict) or "kind" not in event:
+            raise InputError(f"{where} must be an object with a kind")
+        unknown = sorted(set(event) - set(FEEDBACK_KEYS))
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
+                             f"{', '.join(FEEDBACK_KEYS)}")
+        try:
+            kind = check_kind(event["kind"])
+            value = dict(event.get("value") or {})
+            for key in ("score", "edited"):
+                if event.get(key) is not None:
+                    value[key] = event[key]
+            prepare_value(kind, value, response)
+            if event.get("created_at") is not None:
+                parse_time(event["created_at"], f"{where}.created_at")
+        except (InputError, TypeError, ValueError) as exc:
+            raise InputError(f"{where}: {exc}") from None
+        checked.append({key: value for key, value in event.items() if key != "kind"}
+                       | {"kind": kind})
+    return checked

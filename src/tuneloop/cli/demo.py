@@ -1,0 +1,88 @@
+"""``tuneloop demo``: the whole loop on the embedded default, with progress and a results table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuneloop.cli.common import console, err_console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    workspace: Annotated[Path, typer.Option(help="Folder for the demo workspace (recreated).")] =
+        Path("tuneloop-demo"),
+    quick: Annotated[bool, typer.Option(help="A shortened run (for tests): tiny numbers.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON "
+                                              "object on the last line.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 0,
+) -> None:
+    """Run the whole loop offline: simulated app → curate → train v1 → evaluate vs the base."""
+    from tuneloop.demo.run import run_demo
+
+    # Progress goes to stderr with --json so stdout stays one clean JSON line.
+    out = err_console if json_output else console
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=out, transient=False) as bars:
+
+        def step(name: str, total: int) -> Callable[[int, int], None]:
+            task_id = bars.add_task(name, total=total)
+
+            def update(done: int, new_total: int) -> None:
+                bars.update(task_id, completed=done, total=new_total)
+
+            return update
+
+        summary = run_demo(workspace, quick=quick, step=step, seed=seed)
+    result = summary.to_dict()
+    if json_output:
+        print(json.dumps(result))
+        return
+    _print_summary(result)
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    capture, dataset, training = result["capture"], result["dataset"], result["training"]
+    feedback = ", ".join(f"{k} {v}" for k, v in sorted(capture["feedback"].items()))
+    console.print(f"\n[bold]capture[/bold]  {capture['logged']} calls logged "
+                  f"({capture['not_stored_opt_out']} from an opted-out tenant not stored), "
+                  f"{capture['synthetic_stored']} synthetic; feedback: {feedback}")
+    console.print(f"[bold]curate[/bold]   dataset {dataset['label']}: {dataset['train']} train, "
+                  f"{dataset['eval']} eval examples")
+    if training:
+        console.print(f"[bold]train[/bold]    {training.get('steps')} steps, loss "
+                      f"{training.get('train_loss')} (eval {training.get('eval_loss')}), "
+                      f"{training.get('wall_s')} s")
+    table = Table(title="student before and after fine-tuning (eval split)")
+    for column in ("model", "valid JSON", "similarity", "latency ms", "tokens/s", "n"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for label, row in result["models"].items():
+        table.add_row(
+            label,
+            _fmt_pct(row.get("valid_json_rate")),
+            _fmt(row.get("similarity"), "{:.3f}"),
+            _fmt(row.get("latency_ms"), "{:.0f}"),
+            _fmt(row.get("tokens_per_s"), "{:.1f}"),
+            str(row.get("n", "")),
+        )
+    console.print(table)
+    console.print(
+        f"workspace: [bold]{result['workspace']}[/bold]  (wall time {result['wall_s']} s)"
+    )
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"

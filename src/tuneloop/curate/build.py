@@ -1,0 +1,269 @@
+"""Building immutable dataset versions, and reading them back for the train and evaluate stages.
+
+A version is a folder ``<artifacts>/datasets/<name>/v<N>/`` plus a ``Dataset`` row holding its
+content hash; rebuilding unchanged data returns the existing version instead of a copy, so a
+version number always means new content.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from tuneloop.config import Config
+from tuneloop.curate.export import (
+    EVAL_FILE,
+    IDS_FILE,
+    SPLIT_FILES,
+    TRAIN_FILE,
+    content_hash,
+    dataset_stats,
+    write_manifest,
+    write_split_files,
+)
+from tuneloop.curate.select import Selection, Transform, select_examples
+from tuneloop.curate.split import split_examples
+from tuneloop.errors import InputError, StoreError
+from tuneloop.store import Dataset, DatasetExample, Store
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+FORMAT = "openai-chat-jsonl"
+
+
+def build_dataset(
+    store: Store,
+    config: Config,
+    *,
+    task: str | None = None,
+    name: str | None = None,
+    tokenizer: Any = None,
+    transforms: Sequence[Transform] = (),
+) -> Dataset:
+    """Select → split → export → a new ``Dataset`` version (or the newest one if unchanged).
+
+    ``task`` defaults to ``config.task`` and ``name`` to the task. ``tokenizer`` (a transformers
+    tokenizer or a ``text -> list`` callable) makes token counts exact; without it they are
+    estimated. Raises ``InputError`` naming the drop reasons when no example passes the filters.
+    """
+    task = task or config.task
+    name = name or task
+    if not NAME_PATTERN.match(name):
+        raise InputError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-'")
+    selection = select_examples(store, config.curate, task=task, transforms=transforms)
+    if not selection.examples:
+        raise InputError(_empty_message(task, selection))
+    train, held_out = split_examples(
+        selection.examples, eval_fraction=config.curate.eval_fraction, seed=config.curate.split_seed
+    )
+    params = {
+        "task": task,
+        **config.curate.model_dump(mode="json"),
+        "transforms": [getattr(t, "__name__", repr(t)) for t in transforms],
+    }
+    root = config.artifacts_dir / "datasets" / name
+    staging = root / f".staging-{uuid.uuid4().hex}"
+    try:
+        digest = write_split_files(staging, train, held_out)
+        stats = {
+            "train_examples": len(train),
+            "eval_examples": len(held_out),
+            "candidates": selection.candidates,
+            "dropped": selection.dropped,
+            "drop_reasons": dict(sorted(selection.drop_reasons.items())),
+            **dataset_stats(
+                train,
+                held_out,
+                tokenizer=tokenizer,
+                epochs=config.train.epochs,
+                max_length=config.train.max_length,
+            ),
+        }
+        latest = latest_dataset(store, name)
+        if latest is not None and latest.content_hash == digest:
+            _restore_if_missing(latest, staging, params, stats)
+            return latest
+        return _insert_version(
+            store,
+            name,
+            task,
+            root,
+            staging,
+            digest,
+            params,
+            stats,
+            {
+                "train": [e.interaction_id for e in train],
+                "eval": [e.interaction_id for e in held_out],
+            },
+        )
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _insert_version(
+    store: Store,
+    name: str,
+    task: str,
+    root: Path,
+    staging: Path,
+    digest: str,
+    params: dict[str, Any],
+    stats: dict[str, Any],
+    ids: dict[str, list[str]],
+) -> Dataset:
+    try:
+        with store.session() as session:
+            current = session.scalar(select(func.max(Dataset.version)).where(Dataset.name == name))
+            version = (current or 0) + 1
+            final = root / f"v{version}"
+            write_manifest(staging, _manifest(name, version, task, digest, params, stats))
+            dataset = Dataset(
+                name=name,
+                version=version,
+                task=task,
+                content_hash=digest,
+                path=str(final.resolve()),
+                params=params,
+                stats=stats,
+                examples=[
+                    DatasetExample(interaction_id=interaction_id, split=split)
+                    for split, split_ids in ids.items()
+                    for interaction_id in split_ids
+                ],
+            )
+            session.add(dataset)
+            session.flush()  # a concurrent build of the same version fails here, before any move
+            if final.exists():  # left by a store that was reset; the store is the source of truth
+                shutil.rmtree(final)
+            staging.rename(final)
+    except IntegrityError as exc:
+        raise StoreError(
+            f"another build created a version of dataset {name!r} at the same time; run again"
+        ) from exc
+    return dataset
+
+
+def _manifest(
+    name: str, version: int, task: str, digest: str, params: dict[str, Any], stats: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": version,
+        "task": task,
+        "format": FORMAT,
+        "content_hash": digest,
+        "files": {"train": TRAIN_FILE, "eval": EVAL_FILE, "interaction_ids": IDS_FILE},
+        "filters": params,
+        **stats,
+    }
+
+
+def _restore_if_missing(
+    dataset: Dataset, staging: Path, params: dict[str, Any], stats: dict[str, Any]
+) -> None:
+    """Same content but the folder was deleted: the fresh files are identical, so put them back."""
+    path = Path(dataset.path)
+    if all((path / name).is_file() for name in (TRAIN_FILE, EVAL_FILE)):
+        return
+    write_manifest(
+        staging,
+        _manifest(dataset.name, dataset.version, dataset.task, dataset.content_hash, params, stats),
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(path)
+
+
+def _empty_message(task: str, selection: Selection) -> str:
+    if selection.candidates == 0:
+        return (
+            f"no interactions logged for task {task!r} yet; capture some calls or generate "
+            "synthetic examples first"
+        )
+    return (
+        f"no examples left for task {task!r}: all {selection.candidates} candidates were "
+        f"dropped ({selection.describe_drops()})"
+    )
+
+
+def latest_dataset(store: Store, name: str) -> Dataset | None:
+    """The newest version of ``name``, with its examples loaded."""
+    with store.session() as session:
+        return session.scalar(
+            select(Dataset)
+            .where(Dataset.name == name)
+            .order_by(Dataset.version.desc())
+            .limit(1)
+            .options(selectinload(Dataset.examples))
+        )
+
+
+def list_datasets(store: Store, *, name: str | None = None) -> list[Dataset]:
+    """Every dataset version (of ``name`` if given), by name then version."""
+    query = select(Dataset).order_by(Dataset.name, Dataset.version)
+    if name:
+        query = query.where(Dataset.name == name)
+    with store.session() as session:
+        return list(session.scalars(query))
+
+
+def resolve_dataset(store: Store, ref: str) -> Dataset:
+    """``name``, ``name@latest``, ``name@3`` or ``name@v3`` → that dataset version."""
+    name, _, version_text = ref.partition("@")
+    version_text = version_text.removeprefix("v")
+    if version_text in ("", "latest"):
+        dataset = latest_dataset(store, name)
+    elif version_text.isdigit():
+        with store.session() as session:
+            dataset = session.scalar(
+                select(Dataset)
+                .where(Dataset.name == name, Dataset.version == int(version_text))
+                .options(selectinload(Dataset.examples))
+            )
+    else:
+        raise InputError(f"dataset reference {ref!r} must be NAME, NAME@latest or NAME@N")
+    if dataset is None:
+        known = sorted({d.label for d in list_datasets(store, name=name)})
+        hint = f"; versions: {', '.join(known)}" if known else " (see `tuneloop dataset list`)"
+        raise InputError(f"no dataset {ref!r}{hint}")
+    return dataset
+
+
+def load_split(
+    dataset: Dataset, split: str, *, with_ids: bool = False, verify: bool = True
+) -> list[dict[str, Any]]:
+    """The examples of one split as ``{"messages": [...]}`` dicts, read from the exported file.
+
+    ``verify`` checks the files still match the version's content hash (versions are
+    immutable); ``with_ids`` adds each example's ``interaction_id``.
+    """
+    if split not in SPLIT_FILES:
+        raise InputError(f"split {split!r} must be one of {', '.join(SPLIT_FILES)}")
+    directory = Path(dataset.path)
+    path = directory / SPLIT_FILES[split]
+    if not path.is_file():
+        raise InputError(
+            f"dataset {dataset.label} has no {path}; rebuild it with `tuneloop dataset build`"
+        )
+    if verify and content_hash(directory) != dataset.content_hash:
+        raise InputError(
+            f"the files of dataset {dataset.label} in {directory} were changed after "
+            "it was built; build a new version instead of editing one"
+        )
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if with_ids:
+        ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))[split]
+        for record, interaction_id in zip(records, ids, strict=True):
+            record["interaction_id"] = interaction_id
+    return records

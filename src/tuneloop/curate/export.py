@@ -1,0 +1,158 @@
+"""Writing a dataset version: byte-stable JSONL files, their content hash, and a manifest.
+
+The JSONL files are in the OpenAI/Together chat format (``{"messages": [...]}`` per line), so
+they can be uploaded to a hosted fine-tuning job as they are. Keys are sorted and lines end in
+``\\n`` so the same examples always give the same bytes and the same content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneloop.curate.pricing import estimate_training_cost
+from tuneloop.curate.select import Example, Message
+
+TRAIN_FILE = "train.jsonl"
+EVAL_FILE = "eval.jsonl"
+MANIFEST_FILE = "manifest.json"
+IDS_FILE = "interaction_ids.json"
+SPLIT_FILES = {"train": TRAIN_FILE, "eval": EVAL_FILE}
+CHARS_PER_TOKEN = 4
+# Role markers and separators a chat template adds around each message, when counting per message.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def jsonl_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_split_files(
+    directory: Path, train: Sequence[Example], held_out: Sequence[Example]
+) -> str:
+    """Write ``train.jsonl``, ``eval.jsonl`` and the interaction ids; return the content hash."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, examples in (("train", train), ("eval", held_out)):
+        text = "".join(jsonl_line(example.record()) for example in examples)
+        (directory / SPLIT_FILES[split]).write_text(text, encoding="utf-8", newline="\n")
+    ids = {"train": [e.interaction_id for e in train], "eval": [e.interaction_id for e in held_out]}
+    (directory / IDS_FILE).write_text(json.dumps(ids, indent=1) + "\n", encoding="utf-8")
+    return content_hash(directory)
+
+
+def content_hash(directory: Path) -> str:
+    """sha256 over the train and eval bytes (with file names, so a line moving splits counts)."""
+    digest = hashlib.sha256()
+    for name in (TRAIN_FILE, EVAL_FILE):
+        digest.update(name.encode() + b"\x00")
+        digest.update((directory / name).read_bytes())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    (directory / MANIFEST_FILE).write_text(text, encoding="utf-8", newline="\n")
+
+
+class TokenCounter:
+    """Counts an example's tokens with a tokenizer when given one, else estimates 4 chars/token.
+
+    A ``transformers`` tokenizer with a chat template counts the formatted conversation exactly;
+    otherwise (a callable ``text -> list`` or a tokenizer without a template) each message's
+    content is counted plus ``MESSAGE_OVERHEAD_TOKENS``.
+    """
+
+    def __init__(self, tokenizer: Any = None) -> None:
+        self.tokenizer = tokenizer
+        self._chat_template = tokenizer is not None and hasattr(tokenizer, "apply_chat_template")
+        self.method = "estimated (4 chars/token)" if tokenizer is None else "tokenizer"
+
+    @property
+    def estimated(self) -> bool:
+        return self.tokenizer is None
+
+    def count_text(self, text: str) -> int:
+        if self.tokenizer is None:
+            return math.ceil(len(text) / CHARS_PER_TOKEN)
+        if hasattr(self.tokenizer, "encode"):
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
+        encode: Callable[[str], Sequence[Any]] = self.tokenizer
+        return len(encode(text))
+
+    def count_example(self, messages: list[Message]) -> int:
+        if self._chat_template:
+            try:
+                encoded = self.tokenizer.apply_chat_template(messages, tokenize=True)
+            except Exception:  # no chat template on this tokenizer: count per message from now on
+                self._chat_template = False
+            else:
+                ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+                self.method = "tokenizer chat template"
+                return len(ids)
+        return sum(
+            self.count_text(str(message.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS
+            for message in messages
+        )
+
+
+def dataset_stats(
+    train: Sequence[Example],
+    held_out: Sequence[Example],
+    *,
+    tokenizer: Any = None,
+    epochs: int = 3,
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """Counts, token stats, coverage by category and source, and a training cost estimate."""
+    counter = TokenCounter(tokenizer)
+    tokens = {
+        "train": [counter.count_example(e.messages) for e in train],
+        "eval": [counter.count_example(e.messages) for e in held_out],
+    }
+    token_stats: dict[str, Any] = {split: _summary(values) for split, values in tokens.items()}
+    token_stats["method"] = counter.method
+    token_stats["estimated"] = counter.estimated
+    if max_length is not None:
+        token_stats["max_length"] = max_length
+        token_stats["over_max_length"] = sum(
+            1 for values in tokens.values() for value in values if value > max_length
+        )
+    training_tokens = sum(tokens["train"])
+    return {
+        "counts": {"train": len(train), "eval": len(held_out), "total": len(train) + len(held_out)},
+        "tokens": token_stats,
+        "coverage": {
+            "train": _counts(e.category for e in train),
+            "eval": _counts(e.category for e in held_out),
+        },
+        "sources": _counts(e.source for e in (*train, *held_out)),
+        "cost_estimate": {
+            "training_tokens": training_tokens,
+            "epochs": epochs,
+            "estimated_tokens": counter.estimated,
+            "usd": estimate_training_cost(training_tokens, epochs),
+        },
+    }
+
+
+def _summary(values: list[int]) -> dict[str, float | int]:
+    if not values:
+        return {"total": 0, "mean": 0.0, "max": 0, "p95": 0}
+    ordered = sorted(values)
+    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return {
+        "total": sum(ordered),
+        "mean": round(sum(ordered) / len(ordered), 1),
+        "max": ordered[-1],
+        "p95": p95,
+    }
+
+
+def _counts(values: Any) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))

@@ -1,0 +1,216 @@
+"""Which captured interactions become training examples, and why the others did not.
+
+Every dropped candidate is counted under a reason, so an empty or small dataset tells the user
+which filter to relax instead of silently training on less.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import select
+
+from tuneloop.config import CurateConfig
+from tuneloop.curate.validate import validate_example
+from tuneloop.store import Interaction, Store
+
+Message = dict[str, Any]
+# Keys of a chat message that the fine-tuning formats accept; anything else is capture metadata.
+MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "weight")
+UNCATEGORISED = "(none)"
+
+# Stable keys of the drop counter, with what each means and which knob relaxes it.
+DROP_REASONS: dict[str, tuple[str, str]] = {
+    "low_reward": ("reward below curate.min_reward", "--min-reward"),
+    "low_quality": ("quality below curate.min_quality", "--min-quality"),
+    "unrated": ("no feedback yet and curate.keep_unrated is off", "--keep-unrated"),
+    "invalid_json": ("the response should be JSON but does not parse", ""),
+    "duplicate": ("same prompt and target as an earlier example", ""),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: prompt messages plus the assistant target, and its origin."""
+
+    interaction_id: str
+    messages: list[Message]
+    category: str = UNCATEGORISED
+    source: str = "app"
+
+    @property
+    def prompt(self) -> list[Message]:
+        return self.messages[:-1]
+
+    @property
+    def target(self) -> str:
+        content = self.messages[-1].get("content") if self.messages else None
+        return content if isinstance(content, str) else ""
+
+    @cached_property
+    def prompt_hash(self) -> str:
+        """Hash of the normalized prompt: the split key, so a prompt never lands in both splits."""
+        return _sha256(_normalize(self.prompt))
+
+    @cached_property
+    def key(self) -> str:
+        """Hash of the normalized prompt and target: equal keys are exact duplicates."""
+        return _sha256(_normalize(self.messages))
+
+    def record(self) -> dict[str, Any]:
+        """The line written to the JSONL files: only what the fine-tuning formats accept."""
+        return {"messages": self.messages}
+
+
+# A per-example step run before validation and dedup (PII redaction is the first planned one).
+# It returns the changed example, or None to drop it; drops are counted under the function name.
+Transform = Callable[[Example], Example | None]
+
+
+@dataclass
+class Selection:
+    """Kept examples (sorted by content key, so exports are byte-stable) and why others went."""
+
+    examples: list[Example]
+    candidates: int
+    drop_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drop_reasons.values())
+
+    def describe_drops(self) -> str:
+        """``"reward below curate.min_reward: 3 (relax with --min-reward), ..."`` for messages."""
+        parts = []
+        for reason, count in self.drop_reasons.most_common():
+            text, knob = DROP_REASONS.get(reason, (reason, ""))
+            parts.append(f"{text}: {count}" + (f" (relax with {knob})" if knob else ""))
+        return "; ".join(parts) or "nothing dropped"
+
+
+def select_examples(
+    store: Store,
+    config: CurateConfig,
+    *,
+    task: str,
+    transforms: Sequence[Transform] = (),
+) -> Selection:
+    """Candidates of ``task`` that pass the reward/quality filters, valid and deduplicated.
+
+    Rated interactions (with feedback, so a reward) need ``reward >= min_reward`` and
+    ``quality >= min_quality``. Synthetic interactions need no feedback: the synth stage stores
+    only those that passed its validation gate. Other unrated ones are kept only with
+    ``keep_unrated``. The target is the user's ``corrected_response`` when there is one, else the
+    ``response``, which must not be broken JSON (``valid_json`` False, set by capture).
+    """
+    drops: Counter[str] = Counter()
+    candidates: list[Example] = []
+    with store.session() as session:
+        rows = session.scalars(
+            select(Interaction)
+            .where(Interaction.task == task)
+            .order_by(Interaction.created_at, Interaction.id)
+        ).all()
+        for row in rows:
+            reason = filter_reason(row, config)
+            if reason:
+                drops[reason] += 1
+            else:
+                candidates.append(example_from_interaction(row))
+
+    kept: dict[str, Example] = {}
+    for candidate in candidates:
+        example = _apply(transforms, candidate, drops)
+        if example is None:
+            continue
+        problems = validate_example(example.record())
+        if problems:
+            drops[f"invalid: {problems[0]}"] += 1
+            continue
+        key = example.key
+        if key in kept:
+            drops["duplicate"] += 1
+            continue
+        kept[key] = example
+    examples = [kept[key] for key in sorted(kept)]
+    return Selection(examples=examples, candidates=len(rows), drop_reasons=drops)
+
+
+def _apply(
+    transforms: Sequence[Transform], example: Example, drops: Counter[str]
+) -> Example | None:
+    """Run the transforms in order; a None result drops the example under the transform's name."""
+    for transform in transforms:
+        result = transform(example)
+        if result is None:
+            drops[getattr(transform, "__name__", "transform")] += 1
+            return None
+        example = result
+    return example
+
+
+def filter_reason(row: Interaction, config: CurateConfig) -> str | None:
+    """Why the filters drop this interaction (a ``DROP_REASONS`` key), or None to keep it.
+
+    "Rated" means it has feedback, i.e. a reward: capture sets ``quality`` on every row (valid
+    JSON alone scores 3), so quality cannot tell rated from unrated.
+    """
+    if row.reward is None:
+        if row.source != "synthetic" and not config.keep_unrated:
+            return "unrated"
+    else:
+        if row.reward < config.min_reward:
+            return "low_reward"
+        if row.quality is not None and row.quality < config.min_quality:
+            return "low_quality"
+    if row.valid_json is False and not _has_correction(row):
+        return "invalid_json"
+    return None
+
+
+def _has_correction(row: Interaction) -> bool:
+    return row.corrected_response is not None and bool(row.corrected_response.strip())
+
+
+def example_from_interaction(row: Interaction) -> Example:
+    """Prompt messages + the target as the last assistant message.
+
+    The coverage category is ``metadata.category``, else ``metadata.intent``, else the task.
+    """
+    prompt = row.messages if isinstance(row.messages, list) else []
+    messages = [_clean_message(message) for message in prompt]
+    target = row.corrected_response if _has_correction(row) else row.response
+    messages.append({"role": "assistant", "content": target})
+    metadata = row.metadata_ if isinstance(row.metadata_, dict) else {}
+    category = metadata.get("category") or metadata.get("intent") or row.task
+    return Example(row.id, messages, category=str(category), source=row.source)
+
+
+def _clean_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message  # validation reports it
+    return {key: message[key] for key in MESSAGE_KEYS if key in message}
+
+
+def _normalize(messages: list[Message]) -> str:
+    """Roles and contents with whitespace collapsed: formatting noise is not a different example."""
+    normalized = []
+    for message in messages:
+        if not isinstance(message, dict):
+            normalized.append(message)
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            content = " ".join(content.split())
+        normalized.append([message.get("role"), content])
+    return json.dumps(normalized, sort_keys=True, ensure_ascii=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,191 @@
+"""The demo domain: UI layout trees in JSON, as a Figma-style layout generator would emit them.
+
+A layout is a tree of nodes: ``FRAME`` (auto-layout container with ``layout``, ``gap``,
+``padding`` and ``children``), ``TEXT`` (``text`` and ``style``) and ``INSTANCE`` (a design-system
+``component``, optionally with ``text``). The generator below is deterministic in the screen's
+category and platform, with the product's subject woven into the copy, so a student can learn it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+Node = dict[str, Any]
+
+PLATFORMS = {"mobile": (390, 844), "tablet": (834, 1194), "web": (1440, 900)}
+CATEGORIES = ("dashboard", "settings", "profile", "table", "calendar", "document", "message",
+              "login")
+SUBJECTS = (
+    "fitness tracking", "personal banking", "recipe sharing", "travel booking", "music streaming",
+    "project management", "online learning", "food delivery", "real estate", "pet care",
+    "language learning", "event tickets", "car rental", "home energy", "podcast hosting",
+    "plant care", "job search", "photo editing", "team chat", "bike sharing",
+)
+PROMPT_TEMPLATES = (
+    "Design a {platform} {category} screen for a {subject} app.",
+    "Create a {category} screen for a {subject} product on {platform}.",
+    "I need a {platform} {category} page for our {subject} service. Return only the JSON layout.",
+    "Generate the layout of a {category} view for a {subject} app ({platform}).",
+)
+SYSTEM_PROMPT = (
+    "You are a UI layout generator. You always respond with a single JSON object describing "
+    "the layout tree. Do not include explanations, markdown, or comments."
+)
+NODE_TYPES = {"FRAME", "TEXT", "INSTANCE"}
+
+
+@dataclass(frozen=True)
+class ScreenRequest:
+    category: str
+    platform: str
+    subject: str
+
+
+def prompt_for(request: ScreenRequest, template_index: int = 0) -> str:
+    template = PROMPT_TEMPLATES[template_index % len(PROMPT_TEMPLATES)]
+    return template.format(**request.__dict__)
+
+
+def parse_request(prompt: str) -> ScreenRequest:
+    """Read category, platform and subject back out of a prompt (unknown parts get defaults)."""
+    lowered = prompt.lower()
+    category = next((c for c in CATEGORIES if c in lowered), "dashboard")
+    platform = next((p for p in PLATFORMS if p in lowered), "mobile")
+    subject = next((s for s in SUBJECTS if s in lowered), "")
+    if not subject:
+        match = re.search(r"for (?:a |an |our )?([a-z ]+?) (?:app|product|service)", lowered)
+        subject = match.group(1) if match else "product"
+    return ScreenRequest(category, platform, subject)
+
+
+def _text(name: str, text: str, style: str = "Body") -> Node:
+    return {"type": "TEXT", "name": name, "text": text, "style": style}
+
+
+def _instance(name: str, component: str, text: str | None = None) -> Node:
+    node: Node = {"type": "INSTANCE", "name": name, "component": component}
+    if text is not None:
+        node["text"] = text
+    return node
+
+
+def _frame(name: str, layout: str, children: list[Node], gap: int = 16, padding: int = 0) -> Node:
+    node: Node = {"type": "FRAME", "name": name, "layout": layout}
+    if gap:
+        node["gap"] = gap
+    if padding:
+        node["padding"] = padding
+    return {**node, "children": children}
+
+
+def _body(category: str, subject: str) -> list[Node]:
+    title = subject.title()
+    if category == "dashboard":
+        return [
+            _frame("Stats", "HORIZONTAL", [_instance("Stat 1", "StatCard", "Today"),
+                                           _instance("Stat 2", "StatCard", "This week")]),
+            _instance("Chart", "Chart/Line"),
+            _frame("Recent", "VERTICAL", [_text("Section title", "Recent activity", "Subtitle"),
+                                          _instance("Item", "ListItem")], gap=8),
+        ]
+    if category == "settings":
+        return [
+            _frame("Preferences", "VERTICAL", [
+                _instance("Notifications", "ListItem/Toggle", "Notifications"),
+                _instance("Dark mode", "ListItem/Toggle", "Dark mode"),
+                _instance("Account", "ListItem/Chevron", "Account"),
+            ], gap=8),
+            _instance("Log out", "Button/Destructive", "Log out"),
+        ]
+    if category == "profile":
+        return [
+            _instance("Avatar", "Avatar/Large"),
+            _text("Name", "Alex Morgan", "Title"),
+            _text("Bio", f"Loves {subject}", "Body"),
+            _frame("Actions", "HORIZONTAL", [_instance("Edit", "Button/Primary", "Edit profile"),
+                                             _instance("Share", "Button/Secondary", "Share")],
+                   gap=8),
+        ]
+    if category == "table":
+        return [
+            _instance("Search", "SearchField", f"Search {subject}"),
+            _instance("Table", "Table/Default"),
+            _instance("Pagination", "Pagination"),
+        ]
+    if category == "calendar":
+        return [
+            _instance("Range", "SegmentedControl", "Week"),
+            _instance("Calendar", "CalendarGrid"),
+            _frame("Events", "VERTICAL", [_instance("Event", "EventCard", f"{title} session")],
+                   gap=8),
+        ]
+    if category == "document":
+        return [
+            _instance("Toolbar", "Toolbar/Editor"),
+            _text("Heading", f"{title} guide", "Heading"),
+            _text("Paragraph", "Start writing here.", "Body"),
+        ]
+    if category == "message":
+        return [
+            _frame("Thread", "VERTICAL", [_instance("Incoming", "ChatBubble/Incoming", "Hi!"),
+                                          _instance("Outgoing", "ChatBubble/Outgoing", "Hello")],
+                   gap=8),
+            _instance("Composer", "MessageInput", "Write a message"),
+        ]
+    if category == "login":
+        return [
+            _instance("Logo", "Logo"),
+            _instance("Email", "TextField", "Email"),
+            _instance("Password", "TextField/Password", "Password"),
+            _instance("Sign in", "Button/Primary", "Sign in"),
+        ]
+    raise ValueError(f"unknown category {category!r}")
+
+
+def generate_layout(request: ScreenRequest) -> Node:
+    """The reference layout for a request: header, category body, platform navigation."""
+    width, height = PLATFORMS[request.platform]
+    padding = 16 if request.platform == "mobile" else 32
+    header = _text("Title", request.category.title(), "Heading")
+    content = _frame("Content", "VERTICAL", [header, *_body(request.category, request.subject)],
+                     gap=16, padding=padding)
+    if request.platform == "web":
+        children = [_instance("Sidebar", "Navigation/Sidebar"), content]
+        layout = "HORIZONTAL"
+    else:
+        children = [content, _instance("Tab bar", "Navigation/TabBar")]
+        layout = "VERTICAL"
+    root = _frame(f"{request.category.title()} screen", layout, children, gap=0)
+    return {**root, "width": width, "height": height}
+
+
+def dumps(layout: Node) -> str:
+    """Compact JSON: what the generator returns and what the student learns to write."""
+    return json.dumps(layout, separators=(",", ":"))
+
+
+def validation_score(layout: Any) -> float:
+    """The app's own schema check: the share of nodes that are well-formed (0 for non-trees)."""
+    if not isinstance(layout, dict):
+        return 0.0
+    good = total = 0
+    stack = [layout]
+    while stack:
+        node = stack.pop()
+        total += 1
+        if not isinstance(node, dict) or node.get("type") not in NODE_TYPES or "name" not in node:
+            continue
+        kind = node["type"]
+        if kind == "FRAME":
+            children = node.get("children")
+            if isinstance(children, list) and node.get("layout") in ("VERTICAL", "HORIZONTAL"):
+                good += 1
+                stack.extend(children)
+        elif (kind == "TEXT" and isinstance(node.get("text"), str)) or (
+            kind == "INSTANCE" and isinstance(node.get("component"), str)
+        ):
+            good += 1
+    return good / total

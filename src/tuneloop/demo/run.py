@@ -1,0 +1,167 @@
+"""``tuneloop demo``: the whole loop on the embedded default, offline, in a few minutes.
+
+capture (simulated app + users) → synth → curate → evaluate the base → train v1 (LoRA) →
+evaluate v1 and the teacher → register, with the numbers that show whether the student improved.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop.config import Config, load_config
+from tuneloop.errors import InputError
+
+DEMO_MARKER = ".tuneloop-demo"
+DEMO_TASK = "ui-layout"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much traffic, synthesis, training and evaluation one demo run does."""
+
+    traffic: int
+    synthetic: int
+    epochs: int
+    eval_examples: int
+    max_new_tokens: int
+
+
+FULL = DemoSize(traffic=160, synthetic=60, epochs=6, eval_examples=24, max_new_tokens=384)
+QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_examples=3, max_new_tokens=48)
+
+
+@dataclass
+class DemoSummary:
+    workspace: Path
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    capture: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"models": self.models, "wall_s": round(self.wall_s, 1),
+                "workspace": str(self.workspace), "dataset": self.dataset,
+                "capture": self.capture, "training": self.training}
+
+
+def demo_config_text(size: DemoSize) -> str:
+    """The demo workspace's tuneloop.toml: the defaults plus the demo's choices, explained."""
+    return f"""# Written by `tuneloop demo`. Run other commands on this workspace with
+#   tuneloop --config {{this file}} stats
+workspace = "."
+task = "{DEMO_TASK}"
+teacher = "callable:tuneloop.demo.teacher:respond"
+
+[capture]
+# The demo's tenant "umbrella" opted out of data collection: its calls are never stored.
+opted_out_tenants = ["umbrella"]
+
+[train]
+base_model = "builtin:tiny"
+epochs = {size.epochs}
+# A tiny model learns a new format fastest with a wide adapter and a high learning rate.
+learning_rate = 0.002
+lora_r = 32
+lora_alpha = 64
+lora_dropout = 0.0
+batch_size = 8
+max_length = 640
+
+[evaluate]
+max_new_tokens = {size.max_new_tokens}
+max_examples = {size.eval_examples}
+"""
+
+
+def prepare_workspace(path: Path, size: DemoSize) -> Config:
+    """A fresh demo workspace; refuses to wipe a folder that is not a demo workspace."""
+    path = path.resolve()
+    if path.exists() and any(path.iterdir()):
+        if not (path / DEMO_MARKER).exists():
+            raise InputError(f"{path} exists and is not a demo workspace; "
+                             "choose another --workspace or empty it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARKER).write_text("created by tuneloop demo; safe to delete\n")
+    config_path = path / "tuneloop.toml"
+    config_path.write_text(demo_config_text(size), encoding="utf-8")
+    return load_config(config_path, environ={})
+
+
+Step = Callable[[str, int], Callable[[int, int], None]]
+
+
+def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
+             seed: int = 0) -> DemoSummary:
+    """Run the loop once; ``step(name, total)`` returns a progress callback for each stage."""
+    from tuneloop.capture.client import Tuneloop
+    from tuneloop.curate.build import build_dataset, load_split
+    from tuneloop.demo.layouts import SYSTEM_PROMPT
+    from tuneloop.demo.simulate import layout_validator, simulate_traffic, synth_items
+    from tuneloop.demo.teacher import Teacher
+    from tuneloop.evaluate.runner import evaluate_provider
+    from tuneloop.providers import CallableProvider, build_provider
+    from tuneloop.registry import provider_for_version, update_metrics
+    from tuneloop.synth import generate_examples
+    from tuneloop.train import train_model
+
+    started = time.perf_counter()
+    size = QUICK if quick else FULL
+    config = prepare_workspace(workspace, size)
+    summary = DemoSummary(workspace=config.workspace)
+    progress = step or (lambda _name, _total: lambda _done, _total: None)
+    tl = Tuneloop(config)
+    teacher = CallableProvider(Teacher(seed=seed), name="demo-teacher")
+
+    traffic = simulate_traffic(tl, teacher, count=size.traffic, task=DEMO_TASK, seed=seed,
+                               progress=progress("simulated users", size.traffic))
+    synth = generate_examples(
+        tl, teacher, synth_items(size.synthetic, seed), task=DEMO_TASK,
+        system_prompt=SYSTEM_PROMPT, validator=layout_validator,
+        progress=progress("synthetic examples", size.synthetic),
+    )
+    summary.capture = {"requests": traffic.requests, "logged": traffic.logged,
+                       "not_stored_opt_out": traffic.not_stored_opt_out,
+                       "feedback": dict(traffic.feedback), "synthetic_stored": synth.stored,
+                       "synthetic_rejected": synth.rejected}
+
+    dataset = build_dataset(tl.store, config, task=DEMO_TASK)
+    summary.dataset = {"label": dataset.label, "train": dataset.stats.get("train_examples"),
+                       "eval": dataset.stats.get("eval_examples"), "path": dataset.path}
+    eval_examples = load_split(dataset, "eval")[: size.eval_examples]
+
+    def evaluate(label: str, provider: Any, version_id: int | None = None) -> dict[str, Any]:
+        run = evaluate_provider(
+            tl.store, provider, eval_examples, task=DEMO_TASK, label=label,
+            dataset_id=dataset.id, model_version_id=version_id,
+            max_new_tokens=size.max_new_tokens,
+            progress=progress(f"evaluate {label}", len(eval_examples)),
+        )
+        return _headline(run.metrics)
+
+    summary.models["base"] = evaluate("base", build_provider(config.train.base_model))
+    train_progress = progress("train v1", 1)
+
+    def on_train_event(event: dict[str, Any]) -> None:
+        if event.get("kind") == "metric":
+            train_progress(event["step"], event["total_steps"])
+
+    version = train_model(tl.store, config, dataset, task=DEMO_TASK, progress=on_train_event)
+    summary.training = version.metrics.get("training", {})
+    summary.models[version.name] = evaluate(version.name, provider_for_version(version),
+                                            version.id)
+    update_metrics(tl.store, version.id, {"eval": summary.models[version.name]})
+    summary.models["teacher"] = evaluate("teacher", teacher)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("valid_json_rate", "similarity", "latency_ms", "tokens_per_s", "n")
+    return {key: metrics.get(key) for key in keys}

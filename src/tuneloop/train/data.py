@@ -1,0 +1,56 @@
+"""Turning chat examples into token ids with a loss mask on the assistant's reply only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where the model should not learn (prompt tokens)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def tokenize_example(tokenizer: Any, messages: list[dict[str, Any]], max_length: int
+                     ) -> TokenizedExample:
+    """Tokenize with the chat template; learn only the assistant tokens.
+
+    Templates with ``{% generation %}`` markers give the mask directly. For templates without
+    them, the prompt part (everything before the last assistant turn) is masked instead.
+    """
+    encoded = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    input_ids = list(encoded["input_ids"])
+    mask = list(encoded.get("assistant_masks") or [])
+    if not any(mask):
+        prompt_ids = tokenizer.apply_chat_template(
+            messages[:-1], tokenize=True, add_generation_prompt=True
+        )
+        prompt_length = len(prompt_ids["input_ids"] if isinstance(prompt_ids, dict) else prompt_ids)
+        mask = [0] * prompt_length + [1] * (len(input_ids) - prompt_length)
+    labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(input_ids, mask, strict=True)]
+    return TokenizedExample(input_ids[:max_length], labels[:max_length])
+
+
+def collate(batch: list[TokenizedExample], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad a batch into tensors; padding is masked out of attention and loss."""
+    import torch
+
+    width = max(len(example.input_ids) for example in batch)
+    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        length = len(example.input_ids)
+        input_ids[row, :length] = torch.tensor(example.input_ids)
+        labels[row, :length] = torch.tensor(example.labels)
+        attention[row, :length] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}

@@ -1,0 +1,218 @@
+"""The local LoRA recipe: a plain PyTorch loop over PEFT adapters, readable top to bottom.
+
+No Trainer: load → wrap with LoRA (or continue a previous adapter) → tokenize → loop with AdamW,
+warmup + cosine schedule, gradient accumulation and clipping → evaluate → save the adapter.
+Progress goes to a callback so the caller decides where it lands (store events, a progress bar).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop.assets import resolve_model_path
+from tuneloop.config import TrainConfig
+from tuneloop.errors import TrainingError
+from tuneloop.train.data import TokenizedExample, collate, tokenize_example
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    steps: int
+    epochs: int
+    train_loss: float
+    eval_loss: float | None
+    trained_tokens: int
+    wall_s: float
+    trainable_params: int
+    total_params: int
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "train_loss": round(self.train_loss, 4),
+            "eval_loss": None if self.eval_loss is None else round(self.eval_loss, 4),
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "trained_tokens": self.trained_tokens,
+            "wall_s": round(self.wall_s, 1),
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+        }
+
+
+def train_lora(
+    config: TrainConfig,
+    train_examples: list[dict[str, Any]],
+    eval_examples: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    parent_adapter: Path | None = None,
+    on_event: EventCallback | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.base_model`` with LoRA on chat examples and save the adapter."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneloop.providers.local import pick_device
+
+    emit = on_event or (lambda _kind, _data: None)
+    if not train_examples:
+        raise TrainingError("the training split is empty")
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+
+    model_path = resolve_model_path(config.base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path)
+    except OSError as exc:
+        raise TrainingError(f"cannot load base model {config.base_model!r}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if parent_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(model, LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules),
+            task_type="CAUSAL_LM",
+        ))
+    model.to(device)
+    trainable, total = model.get_nb_trainable_parameters()
+    emit("log", {"message": f"LoRA on {config.base_model}: {trainable:,} of {total:,} "
+                            f"parameters trainable, device {device}"})
+
+    train_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
+                 for ex in train_examples]
+    eval_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
+                for ex in eval_examples]
+    rng = random.Random(config.seed)
+    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = math.ceil(batches_per_epoch * config.epochs / config.grad_accum_steps)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate, weight_decay=config.weight_decay,
+    )
+    warmup = max(1, int(total_steps * config.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _warmup_cosine(step, warmup, total_steps)
+    )
+
+    step, trained_tokens, recent_losses = 0, 0, []
+    loss_curve: list[tuple[int, float]] = []
+    model.train()
+    for epoch in range(config.epochs):
+        batches = _length_grouped_batches(train_set, config.batch_size, rng)
+        for index, batch in enumerate(batches):
+            tensors = {k: v.to(device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
+            loss = model(**tensors).loss
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step}; "
+                                    "lower learning_rate")
+            (loss / config.grad_accum_steps).backward()
+            trained_tokens += sum(example.trained_tokens for example in batch)
+            recent_losses.append(loss.item())
+            last_in_epoch = index == len(batches) - 1
+            if (index + 1) % config.grad_accum_steps and not last_in_epoch:
+                continue
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            mean_loss = sum(recent_losses) / len(recent_losses)
+            recent_losses.clear()
+            loss_curve.append((step, mean_loss))
+            elapsed = time.perf_counter() - started
+            emit("metric", {
+                "step": step, "total_steps": total_steps, "epoch": epoch + 1,
+                "loss": round(mean_loss, 4), "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": round(trained_tokens / elapsed, 1),
+                "eta_s": round(elapsed / step * (total_steps - step), 1),
+                **_memory_stats(device),
+            })
+
+    eval_loss = _evaluate_loss(model, eval_set, tokenizer.pad_token_id, config.batch_size, device)
+    model.train(False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    final_loss = sum(loss for _, loss in loss_curve[-5:]) / max(1, len(loss_curve[-5:]))
+    result = TrainResult(
+        adapter_dir=out_dir, steps=step, epochs=config.epochs, train_loss=final_loss,
+        eval_loss=eval_loss, trained_tokens=trained_tokens,
+        wall_s=time.perf_counter() - started, trainable_params=trainable, total_params=total,
+        loss_curve=loss_curve,
+    )
+    emit("log", {"message": f"saved adapter to {out_dir}", **result.metrics()})
+    return result
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _length_grouped_batches(
+    examples: list[TokenizedExample], batch_size: int, rng: random.Random
+) -> list[list[TokenizedExample]]:
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    window = batch_size * LENGTH_GROUP_FACTOR
+    batches: list[list[TokenizedExample]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: len(examples[i].input_ids))
+        batches.extend([examples[i] for i in chunk[j:j + batch_size]]
+                       for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _evaluate_loss(model: Any, examples: list[TokenizedExample], pad_token_id: int,
+                   batch_size: int, device: str) -> float | None:
+    """Token-weighted mean loss on the held-out split (None when there is none)."""
+    import torch
+
+    if not examples:
+        return None
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start:start + batch_size]
+            tensors = {k: v.to(device) for k, v in collate(batch, pad_token_id).items()}
+            tokens = sum(example.trained_tokens for example in batch)
+            total_loss += model(**tensors).loss.item() * tokens
+            total_tokens += tokens
+    return total_loss / max(1, total_tokens)
+
+
+def _memory_stats(device: str) -> dict[str, float]:
+    import torch
+
+    if device == "cuda":
+        return {"gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    try:
+        import resource
+
+        return {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    except ImportError:  # not on Windows
+        return {}

@@ -1,0 +1,84 @@
+"""The train stage's entry point: dataset version → job with events → registered model version."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tuneloop.config import Config, TrainConfig
+from tuneloop.errors import TrainingError
+from tuneloop.registry import register_version
+from tuneloop.store import Dataset, ModelVersion, Store
+from tuneloop.store.jobs import JobRecorder
+from tuneloop.train.plots import save_loss_plot
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def train_model(
+    store: Store,
+    config: Config,
+    dataset: Dataset,
+    *,
+    task: str | None = None,
+    parent: ModelVersion | None = None,
+    train_config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> ModelVersion:
+    """Train a LoRA adapter on ``dataset`` (continuing ``parent`` when given) and register it.
+
+    The adapter is written under ``artifacts/jobs/<id>`` while training and moved to
+    ``artifacts/models/<task>/v<N>`` once registered, so a failed run never leaves a
+    half-written model where the registry points.
+    """
+    from tuneloop.curate.build import load_split
+    from tuneloop.train.lora import train_lora
+
+    task = task or dataset.task
+    train_config = train_config or config.train
+    if parent is not None:
+        if parent.backend != "local" or not parent.artifact_path:
+            raise TrainingError(f"cannot continue from {parent.task}@{parent.name}: "
+                                "it has no local adapter")
+        # Continuing means the same base and the same adapter shape as the parent.
+        train_config = train_config.model_copy(update={"base_model": parent.base_model})
+    train_examples = load_split(dataset, "train")
+    eval_examples = load_split(dataset, "eval")
+    job_config = {"train": train_config.model_dump(mode="json"), "dataset": dataset.label,
+                  "parent": parent.name if parent else None}
+
+    with JobRecorder(store, kind="train", task=task, dataset_id=dataset.id,
+                     config=job_config) as job:
+        work_dir = config.artifacts_dir / "jobs" / str(job.job_id)
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            job.event(kind, data)
+            if progress is not None:
+                progress({"kind": kind, **data})
+
+        result = train_lora(
+            train_config, train_examples, eval_examples, work_dir / "adapter",
+            parent_adapter=Path(parent.artifact_path) if parent and parent.artifact_path else None,
+            on_event=on_event,
+        )
+        version = register_version(
+            store, task=task, base_model=train_config.base_model, artifact_path=None,
+            dataset_id=dataset.id, job_id=job.job_id, parent_id=parent.id if parent else None,
+            config=job_config, metrics={"training": result.metrics()},
+        )
+        final_dir = config.artifacts_dir / "models" / task / version.name
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        shutil.move(str(work_dir), str(final_dir))
+        plot = save_loss_plot(result.loss_curve, final_dir / "loss.png",
+                              title=f"{task} {version.name} on {dataset.label}")
+        with store.session() as session:
+            row = session.get_one(ModelVersion, version.id)
+            row.artifact_path = str(final_dir / "adapter")
+            version = row
+        job.succeed({"model_version": version.name, "artifact_path": version.artifact_path,
+                     "loss_plot": str(plot) if plot else None, **result.metrics()})
+    return version
