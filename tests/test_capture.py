@@ -637,3 +637,16 @@ def config_for(path: Path) -> Any:
     from tuneloop.config import load_config
 
     return load_config(path)
+
+
+def test_quality_judges_the_corrected_label(client: Tuneloop) -> None:
+    """A broken answer fixed by the user is judged on the fix, which is what training uses."""
+    messages = [{"role": "user", "content": "layout please"}]
+    broken = client.log(messages, '{"type": "FRAME", "children": [')
+    assert broken is not None
+    assert client.get(broken).quality == 0
+    client.correct(broken, '{"type": "FRAME", "children": []}')
+    row = client.get(broken)
+    assert row.corrected_response == '{"type": "FRAME", "children": []}'
+    assert row.quality == 3 + 1  # structurally valid label + accepted with edits
+    assert row.valid_json is False  # what the model answered is still recorded as broken

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from tuneloop.capture.jsonutil import expects_json, is_valid_json
 from tuneloop.capture.quality import quality_score, structurally_valid
 from tuneloop.capture.rewards import EDIT_KINDS, aggregate_reward
 from tuneloop.store import Feedback, Interaction
@@ -62,8 +63,15 @@ def apply_scores(interaction: Interaction, events: list[Event], follows: bool) -
     interaction.reward = aggregate_reward([(kind, reward) for kind, _, reward in events])
     edits = [value.get("edited") for kind, value, _ in events if kind in EDIT_KINDS]
     interaction.corrected_response = edits[-1] if edits else None
+    # Structure is judged on the text training would use: the user's edit when there is one.
+    if interaction.corrected_response is not None:
+        valid = structurally_valid(interaction.corrected_response,
+                                   is_valid_json(interaction.corrected_response)
+                                   if expects_json(interaction.corrected_response) else None)
+    else:
+        valid = structurally_valid(interaction.response, interaction.valid_json)
     interaction.quality = quality_score(
-        valid=structurally_valid(interaction.response, interaction.valid_json),
+        valid=valid,
         events=[(kind, value) for kind, value, _ in events],
         continued=follows,
     )

@@ -1,15 +1,20 @@
-"""What every command shares: the console, the config/store options, and error reporting."""
+"""What every command shares: the console, the config/store options, and error reporting.
+
+Config and store modules (pydantic, SQLAlchemy) load only when a command runs, so that
+``tuneloop --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from tuneloop.config import Config, load_config
-from tuneloop.store import Store
+if TYPE_CHECKING:
+    from tuneloop.config import Config
+    from tuneloop.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,6 +29,9 @@ ConfigOption = Annotated[
 
 def load(config_path: Path | None, **overrides: object) -> tuple[Config, Store]:
     """Load the config (with dotted-key overrides whose value is not None) and open the store."""
+    from tuneloop.config import load_config
+    from tuneloop.store import Store
+
     config = load_config(
         config_path, overrides={key: value for key, value in overrides.items() if value is not None}
     )

@@ -1,0 +1,59 @@
+"""End to end: the shortened demo runs the whole loop and reports every model's numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneloop.assets import BUILTIN_MODELS
+from tuneloop.cli.app import app
+from tuneloop.registry import list_versions
+from tuneloop.store import EvalRun, Interaction, Job, Store
+
+pytestmark = pytest.mark.skipif(
+    not (BUILTIN_MODELS["builtin:tiny"] / "model.safetensors").exists(),
+    reason="base model not built (make base-model)",
+)
+
+
+def test_quick_demo_json_summary(tmp_path: Path) -> None:
+    workspace = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--json", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary["models"]) == {"base", "v1", "teacher"}
+    for label in ("base", "v1"):
+        row = summary["models"][label]
+        assert 0.0 <= row["valid_json_rate"] <= 1.0
+        assert 0.0 <= row["similarity"] <= 1.0
+        assert row["latency_ms"] > 0 and row["tokens_per_s"] > 0
+    assert summary["workspace"] == str(workspace.resolve())
+    assert summary["capture"]["not_stored_opt_out"] > 0
+
+    store = Store(f"sqlite:///{workspace / 'tuneloop.db'}")
+    [version] = list_versions(store, "ui-layout")
+    assert version.name == "v1" and version.stage == "candidate"
+    assert Path(version.artifact_path, "adapter_config.json").is_file()
+    assert (Path(version.artifact_path).parent / "loss.png").is_file()
+    assert version.metrics["eval"]["valid_json_rate"] == summary["models"]["v1"]["valid_json_rate"]
+    with store.session() as session:
+        job = session.query(Job).one()
+        assert job.status == "succeeded"
+        assert any(event.data.get("loss") for event in job.events)
+        assert {run.label for run in session.query(EvalRun)} == {"base", "v1", "teacher"}
+        assert session.query(Interaction).filter_by(tenant="umbrella").count() == 0
+
+    # The workspace is a normal one: other commands work on it.
+    stats = CliRunner().invoke(app, ["stats", "--json", "--config",
+                                     str(workspace / "tuneloop.toml")])
+    assert stats.exit_code == 0, stats.output
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo_workspace(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["demo", "--quick", "--workspace", str(tmp_path)])
+    assert result.exit_code != 0
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
