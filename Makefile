@@ -32,9 +32,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model (about 20 minutes on 2 cores).
+# Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model (about 25 minutes on 2 cores).
 base-model: $(STAMP)
-	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 20
+	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 25
 
 clean:
 	rm -rf $(VENV) .tuneloop .pytest_cache .ruff_cache

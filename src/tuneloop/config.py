@@ -113,11 +113,15 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast on CUDA and on CPUs with fast bf16; fp32 otherwise"
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = all cores")
 
 
 class EvaluateConfig(Section):
     max_new_tokens: int = Field(384, ge=1)
+    batch_size: int = Field(8, ge=1, description="prompts per generate call for local models")
     max_examples: int | None = Field(None, ge=1, description="evaluate at most this many examples")
 
 

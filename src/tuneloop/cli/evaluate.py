@@ -56,6 +56,7 @@ def evaluate(
                 store, provider, examples, task=task, label=name, dataset_id=chosen.id,
                 split=split, model_version_id=version_id,
                 max_new_tokens=config.evaluate.max_new_tokens,
+                batch_size=config.evaluate.batch_size,
                 progress=lambda done, _total, bar=bar, bars=bars: bars.update(bar,
                                                                               completed=done),
             )

@@ -65,8 +65,9 @@ def _text(name: str, text: str, style: str = "Body") -> Node:
     return {"type": "TEXT", "name": name, "text": text, "style": style}
 
 
-def _instance(name: str, component: str, text: str | None = None) -> Node:
-    node: Node = {"type": "INSTANCE", "name": name, "component": component}
+def _instance(_name: str, component: str, text: str | None = None) -> Node:
+    # Instances are named by their component, as in a design file; no separate name.
+    node: Node = {"type": "INSTANCE", "component": component}
     if text is not None:
         node["text"] = text
     return node
@@ -176,7 +177,9 @@ def validation_score(layout: Any) -> float:
     while stack:
         node = stack.pop()
         total += 1
-        if not isinstance(node, dict) or node.get("type") not in NODE_TYPES or "name" not in node:
+        if not isinstance(node, dict) or node.get("type") not in NODE_TYPES:
+            continue
+        if node["type"] != "INSTANCE" and "name" not in node:
             continue
         kind = node["type"]
         if kind == "FRAME":

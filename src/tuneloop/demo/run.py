@@ -140,7 +140,7 @@ def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
         run = evaluate_provider(
             tl.store, provider, eval_examples, task=DEMO_TASK, label=label,
             dataset_id=dataset.id, model_version_id=version_id,
-            max_new_tokens=size.max_new_tokens,
+            max_new_tokens=size.max_new_tokens, batch_size=config.evaluate.batch_size,
             progress=progress(f"evaluate {label}", len(eval_examples)),
         )
         return _headline(run.metrics)

@@ -39,6 +39,7 @@ def evaluate_provider(
     split: str = "eval",
     model_version_id: int | None = None,
     max_new_tokens: int = 384,
+    batch_size: int = 8,
     progress: ProgressCallback | None = None,
 ) -> EvalRun:
     """Answer every example's prompt with ``provider`` (greedy), score it, store the run.
@@ -47,14 +48,20 @@ def evaluate_provider(
     ``interaction_id`` is kept on each result). A provider error on one example is recorded as
     a failed example with the error message (scored as empty output) and the run goes on.
     Results are written in one transaction at the end, so no transaction stays open during
-    slow model calls.
+    slow model calls. Providers that can answer a batch at once (``complete_batch``, e.g. local
+    models) get ``batch_size`` prompts per call.
     """
     results: list[EvalResult] = []
     total = len(examples)
-    for done, example in enumerate(examples, start=1):
-        results.append(_run_one(provider, example, max_new_tokens))
+    step = batch_size if hasattr(provider, "complete_batch") else 1
+    for start in range(0, total, step):
+        chunk = examples[start:start + step]
+        if step > 1:
+            results.extend(_run_batch(provider, chunk, max_new_tokens))
+        else:
+            results.extend(_run_one(provider, example, max_new_tokens) for example in chunk)
         if progress is not None:
-            progress(done, total)
+            progress(len(results), total)
     with store.session() as session:
         run = EvalRun(
             task=task,
@@ -72,21 +79,45 @@ def evaluate_provider(
 
 
 def _run_one(provider: Provider, example: Mapping[str, Any], max_new_tokens: int) -> EvalResult:
-    prompt, reference = split_reference(example.get("messages") or [])
-    interaction_id = example.get("interaction_id")
+    prompt, _reference = split_reference(example.get("messages") or [])
     started = time.perf_counter()
     try:
         completion = provider.complete(prompt, max_tokens=max_new_tokens, temperature=0.0)
     except Exception as exc:  # one failing call must not lose the rest of the run
-        return EvalResult(
-            interaction_id=interaction_id,
-            prompt=prompt,
-            reference=reference,
-            output="",
-            scores={**score_output("", reference), "error": f"{type(exc).__name__}: {exc}"},
-            latency_ms=(time.perf_counter() - started) * 1000,
-            completion_tokens=None,
-        )
+        return _failed(example, exc, (time.perf_counter() - started) * 1000)
+    return _result(example, completion)
+
+
+def _run_batch(provider: Any, examples: Sequence[Mapping[str, Any]], max_new_tokens: int
+               ) -> list[EvalResult]:
+    prompts = [split_reference(example.get("messages") or [])[0] for example in examples]
+    started = time.perf_counter()
+    try:
+        completions = provider.complete_batch(prompts, max_tokens=max_new_tokens,
+                                              temperature=0.0)
+    except Exception as exc:  # the whole batch failed: record it on each example
+        elapsed = (time.perf_counter() - started) * 1000
+        return [_failed(example, exc, elapsed) for example in examples]
+    return [_result(example, completion)
+            for example, completion in zip(examples, completions, strict=True)]
+
+
+def _failed(example: Mapping[str, Any], exc: Exception, latency_ms: float) -> EvalResult:
+    prompt, reference = split_reference(example.get("messages") or [])
+    return EvalResult(
+        interaction_id=example.get("interaction_id"),
+        prompt=prompt,
+        reference=reference,
+        output="",
+        scores={**score_output("", reference), "error": f"{type(exc).__name__}: {exc}"},
+        latency_ms=latency_ms,
+        completion_tokens=None,
+    )
+
+
+def _result(example: Mapping[str, Any], completion: Any) -> EvalResult:
+    prompt, reference = split_reference(example.get("messages") or [])
+    interaction_id = example.get("interaction_id")
     scores = score_output(completion.text, reference)
     if completion.completion_tokens is None:
         scores["tokens_estimated"] = True

@@ -19,6 +19,7 @@ from tuneloop.assets import resolve_model_path
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.train.data import TokenizedExample, collate, tokenize_example
+from tuneloop.train.precision import autocast, resolve_precision
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
@@ -35,6 +36,7 @@ class TrainResult:
     wall_s: float
     trainable_params: int
     total_params: int
+    precision: str = "fp32"
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
@@ -47,6 +49,7 @@ class TrainResult:
             "wall_s": round(self.wall_s, 1),
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
+            "precision": self.precision,
         }
 
 
@@ -63,9 +66,11 @@ def train_lora(
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     from tuneloop.providers.local import pick_device
 
+    transformers_logging.disable_progress_bar()
     emit = on_event or (lambda _kind, _data: None)
     if not train_examples:
         raise TrainingError("the training split is empty")
@@ -74,6 +79,7 @@ def train_lora(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
+    precision = resolve_precision(config.precision, device)
 
     model_path = resolve_model_path(config.base_model)
     try:
@@ -96,7 +102,7 @@ def train_lora(
     model.to(device)
     trainable, total = model.get_nb_trainable_parameters()
     emit("log", {"message": f"LoRA on {config.base_model}: {trainable:,} of {total:,} "
-                            f"parameters trainable, device {device}"})
+                            f"parameters trainable, device {device}, {precision}"})
 
     train_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
                  for ex in train_examples]
@@ -121,7 +127,8 @@ def train_lora(
         batches = _length_grouped_batches(train_set, config.batch_size, rng)
         for index, batch in enumerate(batches):
             tensors = {k: v.to(device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
-            loss = model(**tensors).loss
+            with autocast(precision, device):
+                loss = model(**tensors).loss
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at step {step}; "
                                     "lower learning_rate")
@@ -148,7 +155,9 @@ def train_lora(
                 **_memory_stats(device),
             })
 
-    eval_loss = _evaluate_loss(model, eval_set, tokenizer.pad_token_id, config.batch_size, device)
+    with autocast(precision, device):
+        eval_loss = _evaluate_loss(model, eval_set, tokenizer.pad_token_id, config.batch_size,
+                                   device)
     model.train(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
@@ -158,7 +167,7 @@ def train_lora(
         adapter_dir=out_dir, steps=step, epochs=config.epochs, train_loss=final_loss,
         eval_loss=eval_loss, trained_tokens=trained_tokens,
         wall_s=time.perf_counter() - started, trainable_params=trainable, total_params=total,
-        loss_curve=loss_curve,
+        precision=precision, loss_curve=loss_curve,
     )
     emit("log", {"message": f"saved adapter to {out_dir}", **result.metrics()})
     return result
