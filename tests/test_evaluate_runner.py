@@ -208,7 +208,7 @@ def test_batching_providers_get_batches_and_a_failed_batch_marks_its_examples(
     store: Store,
 ) -> None:
     provider = BatchingProvider()
-    run = evaluate_provider(store, provider, EXAMPLES[:3] + [EXAMPLES[0]] + [EXAMPLES[3]],
+    run = evaluate_provider(store, provider, [*EXAMPLES[:3], EXAMPLES[0], EXAMPLES[3]],
                             task="t", label="b", batch_size=2)
     assert provider.batch_sizes == [2, 2, 1]
     assert run.metrics["n"] == 5 and run.metrics["errors"] == 1
