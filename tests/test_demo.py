@@ -32,11 +32,12 @@ def test_quick_demo_json_summary(tmp_path: Path) -> None:
         assert row["latency_ms"] > 0 and row["tokens_per_s"] > 0
     assert summary["workspace"] == str(workspace.resolve())
     assert summary["capture"]["not_stored_opt_out"] > 0
+    assert Path(summary["plots"]["comparison"]).is_file()
 
     store = Store(f"sqlite:///{workspace / 'tuneloop.db'}")
     [version] = list_versions(store, "ui-layout")
     assert version.name == "v1" and version.stage == "candidate"
-    assert Path(version.artifact_path, "adapter_config.json").is_file()
+    assert Path(version.artifact_path, "model.safetensors").is_file()
     assert (Path(version.artifact_path).parent / "loss.png").is_file()
     assert version.metrics["eval"]["valid_json_rate"] == summary["models"]["v1"]["valid_json_rate"]
     with store.session() as session:

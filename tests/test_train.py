@@ -74,14 +74,30 @@ def test_train_registers_v1_then_continues_to_v2(workspace) -> None:
     assert [v.name for v in list_versions(tl.store, "ui")] == ["v1", "v2"]
 
 
+def test_full_fine_tuning_saves_a_whole_model_that_serves(workspace) -> None:
+    from tuneloop.registry import provider_for_version
+
+    config, tl, dataset = workspace
+    full = config.train.model_copy(update={"method": "full"})
+    v1 = train_model(tl.store, config, dataset, train_config=full)
+    model_dir = Path(v1.artifact_path)
+    assert model_dir.name == "model" and (model_dir / "model.safetensors").is_file()
+    assert v1.metrics["training"]["trainable_params"] == v1.metrics["training"]["total_params"]
+    answer = provider_for_version(v1).complete(
+        [{"role": "user", "content": "Design a mobile login screen."}], max_tokens=4)
+    assert answer.completion_tokens and answer.completion_tokens <= 4
+    v2 = train_model(tl.store, config, dataset, train_config=full, parent=v1)
+    assert v2.base_model == str(model_dir) and v2.parent_id == v1.id
+
+
 def test_failed_training_is_recorded_and_registers_nothing(workspace) -> None:
     config, tl, dataset = workspace
     broken = config.train.model_copy(update={"base_model": str(config.workspace / "missing")})
-    with pytest.raises(TrainingError, match="cannot load base model"):
+    with pytest.raises(TrainingError, match="cannot load model"):
         train_model(tl.store, config, dataset, train_config=broken)
     with tl.store.session() as session:
         job = session.query(Job).one()
-        assert job.status == "failed" and "cannot load base model" in job.error
+        assert job.status == "failed" and "cannot load model" in job.error
     assert list_versions(tl.store, "ui") == []
 
 

@@ -90,7 +90,7 @@ class CurateConfig(Section):
 
 
 class TrainConfig(Section):
-    """Local LoRA training. Every key is also a ``tuneloop train`` option."""
+    """Local fine-tuning (LoRA by default). Every key is also a ``tuneloop train`` option."""
 
     base_model: str = Field(
         BUILTIN_BASE_MODEL,
@@ -101,6 +101,9 @@ class TrainConfig(Section):
     batch_size: int = Field(4, ge=1)
     grad_accum_steps: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16, description="tokens per example; longer ones are truncated")
+    method: Literal["lora", "full"] = Field(
+        "lora", description="lora: train small adapters (PEFT); full: train every weight"
+    )
     lora_r: int = Field(8, ge=1, le=1024)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)

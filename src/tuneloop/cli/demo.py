@@ -75,6 +75,9 @@ def _print_summary(result: dict[str, Any]) -> None:
             str(row.get("n", "")),
         )
     console.print(table)
+    for name, path in result.get("plots", {}).items():
+        if path:
+            console.print(f"{name} plot: {path}")
     console.print(
         f"workspace: [bold]{result['workspace']}[/bold]  (wall time {result['wall_s']} s)"
     )

@@ -22,6 +22,7 @@ def train(
         "--continue-from", help="Continue training this version's adapter (v1, latest, "
         "production).")] = None,
     base_model: Annotated[str | None, typer.Option(help="train.base_model")] = None,
+    method: Annotated[str | None, typer.Option(help="train.method: lora or full")] = None,
     epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="train.learning_rate")] = None,
     lora_r: Annotated[int | None, typer.Option(help="train.lora_r")] = None,
@@ -31,14 +32,14 @@ def train(
     device: Annotated[str | None, typer.Option(help="train.device: auto, cpu, cuda, mps")] = None,
     config_path: ConfigOption = None,
 ) -> None:
-    """Train a LoRA adapter on a dataset version; registers it as the task's next version."""
+    """Fine-tune on a dataset version (LoRA by default); registers the task's next version."""
     from tuneloop.curate.build import resolve_dataset
     from tuneloop.registry import resolve_version
     from tuneloop.train import train_model
 
     config, store = load(
         config_path,
-        **{"train.base_model": base_model, "train.epochs": epochs,
+        **{"train.base_model": base_model, "train.method": method, "train.epochs": epochs,
            "train.learning_rate": learning_rate, "train.lora_r": lora_r,
            "train.lora_alpha": lora_alpha, "train.batch_size": batch_size,
            "train.max_length": max_length, "train.device": device},

@@ -12,6 +12,26 @@ from tuneloop.errors import ProviderError
 from tuneloop.providers.base import Completion, Message
 
 
+def load_pretrained(spec: str, error: type[Exception] = ProviderError) -> tuple[Any, Any]:
+    """(tokenizer, model) of a model spec (``builtin:tiny``, a folder or a hub id), offline-safe.
+
+    ``error`` is the exception type raised with a message naming the model when it cannot load.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    path = resolve_model_path(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot load model {spec!r}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
 def pick_device(preference: str = "auto") -> str:
     """The device to run on: CUDA, then Apple MPS, then CPU, unless one is asked for."""
     import torch
@@ -54,17 +74,7 @@ class LocalModelProvider:
         with self._lock:
             if self._model is not None:
                 return
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.disable_progress_bar()
-
-            path = resolve_model_path(self.base_model)
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(path)
-                model = AutoModelForCausalLM.from_pretrained(path)
-            except OSError as exc:
-                raise ProviderError(f"cannot load model {self.base_model!r}: {exc}") from exc
+            tokenizer, model = load_pretrained(self.base_model)
             if self.adapter is not None:
                 if not (self.adapter / "adapter_config.json").is_file():
                     raise ProviderError(f"no LoRA adapter at {self.adapter}")

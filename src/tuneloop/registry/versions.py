@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -127,7 +128,8 @@ def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Loca
             f"{version.task}@{version.name} was trained by {version.backend!r}; "
             "only local versions can be served in-process"
         )
-    return LocalModelProvider(
-        version.base_model, version.artifact_path, device=device,
-        name=f"registry:{version.task}@{version.name}",
-    )
+    name = f"registry:{version.task}@{version.name}"
+    if (Path(version.artifact_path) / "adapter_config.json").is_file():
+        return LocalModelProvider(version.base_model, version.artifact_path, device=device,
+                                  name=name)
+    return LocalModelProvider(version.artifact_path, device=device, name=name)  # a full model

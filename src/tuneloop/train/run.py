@@ -34,7 +34,7 @@ def train_model(
     half-written model where the registry points.
     """
     from tuneloop.curate.build import load_split
-    from tuneloop.train.lora import train_lora
+    from tuneloop.train.recipe import finetune
 
     task = task or dataset.task
     train_config = train_config or config.train
@@ -42,8 +42,16 @@ def train_model(
         if parent.backend != "local" or not parent.artifact_path:
             raise TrainingError(f"cannot continue from {parent.task}@{parent.name}: "
                                 "it has no local adapter")
-        # Continuing means the same base and the same adapter shape as the parent.
-        train_config = train_config.model_copy(update={"base_model": parent.base_model})
+        if (Path(parent.artifact_path) / "adapter_config.json").is_file():
+            # Continuing an adapter: same base, same adapter shape as the parent.
+            train_config = train_config.model_copy(
+                update={"base_model": parent.base_model, "method": "lora"})
+        else:
+            # A fully fine-tuned parent is itself the base of the next version.
+            train_config = train_config.model_copy(update={"base_model": parent.artifact_path})
+    parent_adapter = (Path(parent.artifact_path)
+                      if parent and parent.artifact_path
+                      and (Path(parent.artifact_path) / "adapter_config.json").is_file() else None)
     train_examples = load_split(dataset, "train")
     eval_examples = load_split(dataset, "eval")
     job_config = {"train": train_config.model_dump(mode="json"), "dataset": dataset.label,
@@ -58,10 +66,10 @@ def train_model(
             if progress is not None:
                 progress({"kind": kind, **data})
 
-        result = train_lora(
-            train_config, train_examples, eval_examples, work_dir / "adapter",
-            parent_adapter=Path(parent.artifact_path) if parent and parent.artifact_path else None,
-            on_event=on_event,
+        weights = "adapter" if train_config.method == "lora" else "model"
+        result = finetune(
+            train_config, train_examples, eval_examples, work_dir / weights,
+            parent_adapter=parent_adapter, on_event=on_event,
         )
         version = register_version(
             store, task=task, base_model=train_config.base_model, artifact_path=None,
@@ -77,7 +85,7 @@ def train_model(
                               title=f"{task} {version.name} on {dataset.label}")
         with store.session() as session:
             row = session.get_one(ModelVersion, version.id)
-            row.artifact_path = str(final_dir / "adapter")
+            row.artifact_path = str(final_dir / weights)
             version = row
         job.succeed({"model_version": version.name, "artifact_path": version.artifact_path,
                      "loss_plot": str(plot) if plot else None, **result.metrics()})

@@ -1,7 +1,8 @@
-"""The local LoRA recipe: a plain PyTorch loop over PEFT adapters, readable top to bottom.
+"""The local fine-tuning recipe: a plain PyTorch loop, readable top to bottom.
 
-No Trainer: load → wrap with LoRA (or continue a previous adapter) → tokenize → loop with AdamW,
-warmup + cosine schedule, gradient accumulation and clipping → evaluate → save the adapter.
+No Trainer: load → wrap with LoRA (or continue a previous adapter; or, with ``method = "full"``,
+train every weight) → tokenize → loop with AdamW, warmup + cosine schedule, gradient
+accumulation and clipping → evaluate → save the adapter (or the whole model).
 Progress goes to a callback so the caller decides where it lands (store events, a progress bar).
 """
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneloop.assets import resolve_model_path
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.train.data import TokenizedExample, collate, tokenize_example
@@ -37,6 +37,7 @@ class TrainResult:
     trainable_params: int
     total_params: int
     precision: str = "fp32"
+    method: str = "lora"
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
@@ -50,10 +51,11 @@ class TrainResult:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "precision": self.precision,
+            "method": self.method,
         }
 
 
-def train_lora(
+def finetune(
     config: TrainConfig,
     train_examples: list[dict[str, Any]],
     eval_examples: list[dict[str, Any]],
@@ -62,15 +64,12 @@ def train_lora(
     parent_adapter: Path | None = None,
     on_event: EventCallback | None = None,
 ) -> TrainResult:
-    """Fine-tune ``config.base_model`` with LoRA on chat examples and save the adapter."""
+    """Fine-tune ``config.base_model`` on chat examples; save the adapter (or full model)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
 
-    from tuneloop.providers.local import pick_device
+    from tuneloop.providers.local import load_pretrained, pick_device
 
-    transformers_logging.disable_progress_bar()
     emit = on_event or (lambda _kind, _data: None)
     if not train_examples:
         raise TrainingError("the training split is empty")
@@ -81,15 +80,10 @@ def train_lora(
     device = pick_device(config.device)
     precision = resolve_precision(config.precision, device)
 
-    model_path = resolve_model_path(config.base_model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path)
-    except OSError as exc:
-        raise TrainingError(f"cannot load base model {config.base_model!r}: {exc}") from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if parent_adapter is not None:
+    tokenizer, model = load_pretrained(config.base_model, TrainingError)
+    if config.method == "full":
+        pass  # every weight trains; the result is a whole model folder
+    elif parent_adapter is not None:
         model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
     else:
         model = get_peft_model(model, LoraConfig(
@@ -100,8 +94,9 @@ def train_lora(
             task_type="CAUSAL_LM",
         ))
     model.to(device)
-    trainable, total = model.get_nb_trainable_parameters()
-    emit("log", {"message": f"LoRA on {config.base_model}: {trainable:,} of {total:,} "
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    emit("log", {"message": f"{config.method} on {config.base_model}: {trainable:,} of {total:,} "
                             f"parameters trainable, device {device}, {precision}"})
 
     train_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
@@ -167,9 +162,10 @@ def train_lora(
         adapter_dir=out_dir, steps=step, epochs=config.epochs, train_loss=final_loss,
         eval_loss=eval_loss, trained_tokens=trained_tokens,
         wall_s=time.perf_counter() - started, trainable_params=trainable, total_params=total,
-        precision=precision, loss_curve=loss_curve,
+        precision=precision, method=config.method, loss_curve=loss_curve,
     )
-    emit("log", {"message": f"saved adapter to {out_dir}", **result.metrics()})
+    emit("log", {"message": f"saved {config.method} weights to {out_dir}",
+                 **result.metrics()})
     return result
 
 
