@@ -31,7 +31,7 @@ class DemoSize:
     max_new_tokens: int
 
 
-FULL = DemoSize(traffic=160, synthetic=60, epochs=8, eval_examples=24, max_new_tokens=384)
+FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_examples=24, max_new_tokens=384)
 QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_examples=3, max_new_tokens=48)
 
 
