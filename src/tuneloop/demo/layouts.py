@@ -65,7 +65,7 @@ def _text(name: str, text: str, style: str = "Body") -> Node:
     return {"type": "TEXT", "name": name, "text": text, "style": style}
 
 
-def _instance(_name: str, component: str, text: str | None = None) -> Node:
+def _instance(component: str, text: str | None = None) -> Node:
     # Instances are named by their component, as in a design file; no separate name.
     node: Node = {"type": "INSTANCE", "component": component}
     if text is not None:
@@ -86,62 +86,62 @@ def _body(category: str, subject: str) -> list[Node]:
     title = subject.title()
     if category == "dashboard":
         return [
-            _frame("Stats", "HORIZONTAL", [_instance("Stat 1", "StatCard", "Today"),
-                                           _instance("Stat 2", "StatCard", "This week")]),
-            _instance("Chart", "Chart/Line"),
+            _frame("Stats", "HORIZONTAL", [_instance("StatCard", "Today"),
+                                           _instance("StatCard", "This week")]),
+            _instance("Chart/Line"),
             _frame("Recent", "VERTICAL", [_text("Section title", "Recent activity", "Subtitle"),
-                                          _instance("Item", "ListItem")], gap=8),
+                                          _instance("ListItem")], gap=8),
         ]
     if category == "settings":
         return [
             _frame("Preferences", "VERTICAL", [
-                _instance("Notifications", "ListItem/Toggle", "Notifications"),
-                _instance("Dark mode", "ListItem/Toggle", "Dark mode"),
-                _instance("Account", "ListItem/Chevron", "Account"),
+                _instance("ListItem/Toggle", "Notifications"),
+                _instance("ListItem/Toggle", "Dark mode"),
+                _instance("ListItem/Chevron", "Account"),
             ], gap=8),
-            _instance("Log out", "Button/Destructive", "Log out"),
+            _instance("Button/Destructive", "Log out"),
         ]
     if category == "profile":
         return [
-            _instance("Avatar", "Avatar/Large"),
+            _instance("Avatar/Large"),
             _text("Name", "Alex Morgan", "Title"),
             _text("Bio", f"Loves {subject}", "Body"),
-            _frame("Actions", "HORIZONTAL", [_instance("Edit", "Button/Primary", "Edit profile"),
-                                             _instance("Share", "Button/Secondary", "Share")],
+            _frame("Actions", "HORIZONTAL", [_instance("Button/Primary", "Edit profile"),
+                                             _instance("Button/Secondary", "Share")],
                    gap=8),
         ]
     if category == "table":
         return [
-            _instance("Search", "SearchField", f"Search {subject}"),
-            _instance("Table", "Table/Default"),
-            _instance("Pagination", "Pagination"),
+            _instance("SearchField", f"Search {subject}"),
+            _instance("Table/Default"),
+            _instance("Pagination"),
         ]
     if category == "calendar":
         return [
-            _instance("Range", "SegmentedControl", "Week"),
-            _instance("Calendar", "CalendarGrid"),
-            _frame("Events", "VERTICAL", [_instance("Event", "EventCard", f"{title} session")],
+            _instance("SegmentedControl", "Week"),
+            _instance("CalendarGrid"),
+            _frame("Events", "VERTICAL", [_instance("EventCard", f"{title} session")],
                    gap=8),
         ]
     if category == "document":
         return [
-            _instance("Toolbar", "Toolbar/Editor"),
+            _instance("Toolbar/Editor"),
             _text("Heading", f"{title} guide", "Heading"),
             _text("Paragraph", "Start writing here.", "Body"),
         ]
     if category == "message":
         return [
-            _frame("Thread", "VERTICAL", [_instance("Incoming", "ChatBubble/Incoming", "Hi!"),
-                                          _instance("Outgoing", "ChatBubble/Outgoing", "Hello")],
+            _frame("Thread", "VERTICAL", [_instance("ChatBubble/Incoming", "Hi!"),
+                                          _instance("ChatBubble/Outgoing", "Hello")],
                    gap=8),
-            _instance("Composer", "MessageInput", "Write a message"),
+            _instance("MessageInput", "Write a message"),
         ]
     if category == "login":
         return [
-            _instance("Logo", "Logo"),
-            _instance("Email", "TextField", "Email"),
-            _instance("Password", "TextField/Password", "Password"),
-            _instance("Sign in", "Button/Primary", "Sign in"),
+            _instance("Logo"),
+            _instance("TextField", "Email"),
+            _instance("TextField/Password", "Password"),
+            _instance("Button/Primary", "Sign in"),
         ]
     raise ValueError(f"unknown category {category!r}")
 
@@ -154,10 +154,10 @@ def generate_layout(request: ScreenRequest) -> Node:
     content = _frame("Content", "VERTICAL", [header, *_body(request.category, request.subject)],
                      gap=16, padding=padding)
     if request.platform == "web":
-        children = [_instance("Sidebar", "Navigation/Sidebar"), content]
+        children = [_instance("Navigation/Sidebar"), content]
         layout = "HORIZONTAL"
     else:
-        children = [content, _instance("Tab bar", "Navigation/TabBar")]
+        children = [content, _instance("Navigation/TabBar")]
         layout = "VERTICAL"
     root = _frame(f"{request.category.title()} screen", layout, children, gap=0)
     return {**root, "width": width, "height": height}
