@@ -177,6 +177,3 @@ def layout_validator(item: dict[str, str], text: str) -> float:
         return 0.0
     return validation_score(layout) if is_right_answer(request, text) else 0.0
 
-
-__all__ = ["SimulationReport", "layout_validator", "parse_request", "simulate_traffic",
-           "synth_items"]

@@ -12,6 +12,11 @@ from tuneloop.errors import ProviderError
 from tuneloop.providers.base import Completion, Message
 
 
+def is_adapter_dir(path: str | Path) -> bool:
+    """A PEFT adapter folder (as opposed to a whole model saved by full fine-tuning)."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def load_pretrained(spec: str, error: type[Exception] = ProviderError) -> tuple[Any, Any]:
     """(tokenizer, model) of a model spec (``builtin:tiny``, a folder or a hub id), offline-safe.
 
@@ -76,7 +81,7 @@ class LocalModelProvider:
                 return
             tokenizer, model = load_pretrained(self.base_model)
             if self.adapter is not None:
-                if not (self.adapter / "adapter_config.json").is_file():
+                if not is_adapter_dir(self.adapter):
                     raise ProviderError(f"no LoRA adapter at {self.adapter}")
                 from peft import PeftModel
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -121,7 +120,7 @@ def update_metrics(store: Store, version_id: int, metrics: dict[str, Any]) -> No
 
 def provider_for_version(version: ModelVersion, *, device: str = "auto") -> LocalModelProvider:
     """A provider that serves a locally trained version (base model + its adapter)."""
-    from tuneloop.providers.local import LocalModelProvider
+    from tuneloop.providers.local import LocalModelProvider, is_adapter_dir
 
     if version.backend != "local" or not version.artifact_path:
         raise InputError(
@@ -129,7 +128,7 @@ def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Loca
             "only local versions can be served in-process"
         )
     name = f"registry:{version.task}@{version.name}"
-    if (Path(version.artifact_path) / "adapter_config.json").is_file():
+    if is_adapter_dir(version.artifact_path):
         return LocalModelProvider(version.base_model, version.artifact_path, device=device,
                                   name=name)
     return LocalModelProvider(version.artifact_path, device=device, name=name)  # a full model

@@ -34,24 +34,24 @@ def train_model(
     half-written model where the registry points.
     """
     from tuneloop.curate.build import load_split
+    from tuneloop.providers.local import is_adapter_dir
     from tuneloop.train.recipe import finetune
 
     task = task or dataset.task
     train_config = train_config or config.train
+    parent_adapter: Path | None = None
     if parent is not None:
         if parent.backend != "local" or not parent.artifact_path:
             raise TrainingError(f"cannot continue from {parent.task}@{parent.name}: "
-                                "it has no local adapter")
-        if (Path(parent.artifact_path) / "adapter_config.json").is_file():
+                                "it has no local weights")
+        if is_adapter_dir(parent.artifact_path):
             # Continuing an adapter: same base, same adapter shape as the parent.
+            parent_adapter = Path(parent.artifact_path)
             train_config = train_config.model_copy(
                 update={"base_model": parent.base_model, "method": "lora"})
         else:
             # A fully fine-tuned parent is itself the base of the next version.
             train_config = train_config.model_copy(update={"base_model": parent.artifact_path})
-    parent_adapter = (Path(parent.artifact_path)
-                      if parent and parent.artifact_path
-                      and (Path(parent.artifact_path) / "adapter_config.json").is_file() else None)
     train_examples = load_split(dataset, "train")
     eval_examples = load_split(dataset, "eval")
     job_config = {"train": train_config.model_dump(mode="json"), "dataset": dataset.label,
