@@ -48,8 +48,9 @@ def test_quick_demo_json_summary(tmp_path: Path) -> None:
         assert session.query(Interaction).filter_by(tenant="umbrella").count() == 0
 
     # The workspace is a normal one: other commands work on it.
-    stats = CliRunner().invoke(app, ["stats", "--json", "--config",
-                                     str(workspace / "tuneloop.toml")])
+    stats = CliRunner().invoke(
+        app, ["stats", "--json", "--config", str(workspace / "tuneloop.toml")]
+    )
     assert stats.exit_code == 0, stats.output
 
 

@@ -24,8 +24,9 @@ from tuneloop.train import train_model
 from tuneloop.train.data import IGNORE_INDEX, tokenize_example
 
 BASE = BUILTIN_MODELS["builtin:tiny"]
-pytestmark = pytest.mark.skipif(not (BASE / "model.safetensors").exists(),
-                                reason="base model not built (make base-model)")
+pytestmark = pytest.mark.skipif(
+    not (BASE / "model.safetensors").exists(), reason="base model not built (make base-model)"
+)
 FAST = {"epochs": 1, "batch_size": 4, "max_length": 128, "lora_r": 4, "lora_alpha": 8}
 
 
@@ -35,8 +36,14 @@ def workspace(tmp_path: Path) -> tuple[Config, Tuneloop, Dataset]:
     config.evaluate.max_new_tokens = 8
     tl = Tuneloop(config)
     teacher = CallableProvider(Teacher(seed=3, flaw_rate=0.0), name="teacher")
-    generate_examples(tl, teacher, synth_items(12, seed=1), task="ui",
-                      system_prompt=SYSTEM_PROMPT, validator=layout_validator)
+    generate_examples(
+        tl,
+        teacher,
+        synth_items(12, seed=1),
+        task="ui",
+        system_prompt=SYSTEM_PROMPT,
+        validator=layout_validator,
+    )
     return config, tl, build_dataset(tl.store, config, task="ui")
 
 
@@ -44,9 +51,11 @@ def test_only_assistant_tokens_are_learned() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(BASE)
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "Say hi"},
-                {"role": "assistant", "content": '{"greeting":"hi"}'}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say hi"},
+        {"role": "assistant", "content": '{"greeting":"hi"}'},
+    ]
     example = tokenize_example(tokenizer, messages, max_length=512)
     learned = [tok for tok in example.labels if tok != IGNORE_INDEX]
     assert tokenizer.decode(learned) == '{"greeting":"hi"}<|end|>'
@@ -84,7 +93,8 @@ def test_full_fine_tuning_saves_a_whole_model_that_serves(workspace) -> None:
     assert model_dir.name == "model" and (model_dir / "model.safetensors").is_file()
     assert v1.metrics["training"]["trainable_params"] == v1.metrics["training"]["total_params"]
     answer = provider_for_version(v1).complete(
-        [{"role": "user", "content": "Design a mobile login screen."}], max_tokens=4)
+        [{"role": "user", "content": "Design a mobile login screen."}], max_tokens=4
+    )
     assert answer.completion_tokens and answer.completion_tokens <= 4
     v2 = train_model(tl.store, config, dataset, train_config=full, parent=v1)
     assert v2.base_model == str(model_dir) and v2.parent_id == v1.id
@@ -118,7 +128,8 @@ def test_cli_train_eval_and_models(workspace) -> None:
     assert "v1" in evaluated.output and "base" in evaluated.output
     listed = runner.invoke(app, ["models", "list", "--config", str(config_file)])
     assert listed.exit_code == 0 and "v1" in listed.output
-    staged = runner.invoke(app, ["models", "stage", "v1", "production", "--config",
-                                 str(config_file)])
+    staged = runner.invoke(
+        app, ["models", "stage", "v1", "production", "--config", str(config_file)]
+    )
     assert staged.exit_code == 0 and "production" in staged.output
     assert len(load_split(dataset, "eval")) >= 1

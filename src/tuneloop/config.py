@@ -108,8 +108,15 @@ class TrainConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                 "gate_proj", "up_proj", "down_proj"],
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         description="linear layers that get LoRA adapters",
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -186,7 +193,7 @@ def load_config(
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "TUNELOOP_CONFIG":
             continue
-        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         _set_path(data, key_path, _parse_env_value(raw))
         origins[key_path] = f"environment variable {name}"
     for dotted, value in (overrides or {}).items():
@@ -262,9 +269,7 @@ def _parse_env_value(raw: str) -> Any:
     return raw
 
 
-def _describe_validation_error(
-    exc: ValidationError, origins: dict[tuple[str, ...], str]
-) -> str:
+def _describe_validation_error(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])

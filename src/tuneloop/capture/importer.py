@@ -41,8 +41,10 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
-                f"{self.opted_out} not stored (tenant opted out), {self.feedback} feedback events")
+        return (
+            f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
+            f"{self.opted_out} not stored (tenant opted out), {self.feedback} feedback events"
+        )
 
 
 @dataclass
@@ -130,13 +132,16 @@ def _parse_line(number: int, text: str, defaults: dict[str, Any]) -> _Line:
     events = record.pop("feedback", None) or []
     if "response" in record:
         response = record.pop("response")
-    elif (isinstance(messages, list) and messages and isinstance(messages[-1], dict)
-          and messages[-1].get("role") == "assistant"):
+    elif (
+        isinstance(messages, list)
+        and messages
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "assistant"
+    ):
         response = messages[-1].get("content")
         messages = messages[:-1]
     else:
-        raise InputError('no response: give "response" or end "messages" with an assistant '
-                         "message")
+        raise InputError('no response: give "response" or end "messages" with an assistant message')
     options = {key: record.pop(key) for key in LOG_OPTIONS if key in record}
     if record:  # keys tuneloop does not know: keep them with the call
         metadata = options.get("metadata") or {}
@@ -160,8 +165,9 @@ def _check_feedback(events: Any, response: str) -> list[dict[str, Any]]:
             raise InputError(f"{where} must be an object with a kind")
         unknown = sorted(set(event) - set(FEEDBACK_KEYS))
         if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
-                             f"{', '.join(FEEDBACK_KEYS)}")
+            raise InputError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(FEEDBACK_KEYS)}"
+            )
         try:
             kind = check_kind(event["kind"])
             value = dict(event.get("value") or {})
@@ -173,6 +179,7 @@ def _check_feedback(events: Any, response: str) -> list[dict[str, Any]]:
                 parse_time(event["created_at"], f"{where}.created_at")
         except (InputError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: {exc}") from None
-        checked.append({key: value for key, value in event.items() if key != "kind"}
-                       | {"kind": kind})
+        checked.append(
+            {key: value for key, value in event.items() if key != "kind"} | {"kind": kind}
+        )
     return checked

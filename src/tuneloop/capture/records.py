@@ -18,19 +18,40 @@ from tuneloop.capture.quality import json_validity
 from tuneloop.errors import InputError
 
 ROLES = ("system", "user", "assistant", "tool")
-MAX_LENGTHS = {"task": 200, "source": 20, "model": 200, "provider": 200, "tenant": 200,
-               "session_id": 200}
+MAX_LENGTHS = {
+    "task": 200,
+    "source": 20,
+    "model": 200,
+    "provider": 200,
+    "tenant": 200,
+    "session_id": 200,
+}
 # Keyword arguments of ``Tuneloop.log`` besides messages and response (also import line keys).
-LOG_OPTIONS = ("model", "task", "metadata", "tags", "tenant", "session_id", "provider", "source",
-               "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "created_at")
+LOG_OPTIONS = (
+    "model",
+    "task",
+    "metadata",
+    "tags",
+    "tenant",
+    "session_id",
+    "provider",
+    "source",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "created_at",
+)
 
 
 def prepare_log(messages: Any, response: Any, **options: Any) -> dict[str, Any]:
     """Column values of a new interaction (no id yet), or an InputError naming the bad field."""
     unknown = sorted(set(options) - set(LOG_OPTIONS))
     if unknown:
-        raise InputError(f"unknown log field(s) {', '.join(unknown)}; allowed: "
-                         f"messages, response, {', '.join(LOG_OPTIONS)}")
+        raise InputError(
+            f"unknown log field(s) {', '.join(unknown)}; allowed: "
+            f"messages, response, {', '.join(LOG_OPTIONS)}"
+        )
     messages = check_messages(messages)
     if not isinstance(response, str):
         raise InputError(f"response must be text, got {_short(response)}")
@@ -77,21 +98,25 @@ def prompt_hash(messages: list[dict[str, Any]]) -> str:
 def check_messages(messages: Any) -> list[dict[str, Any]]:
     """A non-empty list of ``{role, content}`` dicts with known roles."""
     if not isinstance(messages, list) or not messages:
-        raise InputError(f"messages must be a non-empty list of {{role, content}} objects, "
-                         f"got {_short(messages)}")
+        raise InputError(
+            f"messages must be a non-empty list of {{role, content}} objects, "
+            f"got {_short(messages)}"
+        )
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise InputError(f"{where} must be an object with role and content, got "
-                             f"{_short(message)}")
+            raise InputError(
+                f"{where} must be an object with role and content, got {_short(message)}"
+            )
         role = message.get("role")
         if role not in ROLES:
             raise InputError(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
         content = message.get("content")
         tool_call_only = content is None and role == "assistant" and message.get("tool_calls")
         if not (isinstance(content, str) or tool_call_only or _is_parts(content)):
-            raise InputError(f"{where}.content must be text (or a list of content parts), "
-                             f"got {_short(content)}")
+            raise InputError(
+                f"{where}.content must be text (or a list of content parts), got {_short(content)}"
+            )
     check_json("messages", messages)
     return messages
 

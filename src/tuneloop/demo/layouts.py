@@ -16,13 +16,37 @@ from typing import Any
 Node = dict[str, Any]
 
 PLATFORMS = {"mobile": (390, 844), "tablet": (834, 1194), "web": (1440, 900)}
-CATEGORIES = ("dashboard", "settings", "profile", "table", "calendar", "document", "message",
-              "login")
+CATEGORIES = (
+    "dashboard",
+    "settings",
+    "profile",
+    "table",
+    "calendar",
+    "document",
+    "message",
+    "login",
+)
 SUBJECTS = (
-    "fitness tracking", "personal banking", "recipe sharing", "travel booking", "music streaming",
-    "project management", "online learning", "food delivery", "real estate", "pet care",
-    "language learning", "event tickets", "car rental", "home energy", "podcast hosting",
-    "plant care", "job search", "photo editing", "team chat", "bike sharing",
+    "fitness tracking",
+    "personal banking",
+    "recipe sharing",
+    "travel booking",
+    "music streaming",
+    "project management",
+    "online learning",
+    "food delivery",
+    "real estate",
+    "pet care",
+    "language learning",
+    "event tickets",
+    "car rental",
+    "home energy",
+    "podcast hosting",
+    "plant care",
+    "job search",
+    "photo editing",
+    "team chat",
+    "bike sharing",
 )
 PROMPT_TEMPLATES = (
     "Design a {platform} {category} screen for a {subject} app.",
@@ -86,19 +110,31 @@ def _body(category: str, subject: str) -> list[Node]:
     title = subject.title()
     if category == "dashboard":
         return [
-            _frame("Stats", "HORIZONTAL", [_instance("StatCard", "Today"),
-                                           _instance("StatCard", "This week")]),
+            _frame(
+                "Stats",
+                "HORIZONTAL",
+                [_instance("StatCard", "Today"), _instance("StatCard", "This week")],
+            ),
             _instance("Chart/Line"),
-            _frame("Recent", "VERTICAL", [_text("Section title", "Recent activity", "Subtitle"),
-                                          _instance("ListItem")], gap=8),
+            _frame(
+                "Recent",
+                "VERTICAL",
+                [_text("Section title", "Recent activity", "Subtitle"), _instance("ListItem")],
+                gap=8,
+            ),
         ]
     if category == "settings":
         return [
-            _frame("Preferences", "VERTICAL", [
-                _instance("ListItem/Toggle", "Notifications"),
-                _instance("ListItem/Toggle", "Dark mode"),
-                _instance("ListItem/Chevron", "Account"),
-            ], gap=8),
+            _frame(
+                "Preferences",
+                "VERTICAL",
+                [
+                    _instance("ListItem/Toggle", "Notifications"),
+                    _instance("ListItem/Toggle", "Dark mode"),
+                    _instance("ListItem/Chevron", "Account"),
+                ],
+                gap=8,
+            ),
             _instance("Button/Destructive", "Log out"),
         ]
     if category == "profile":
@@ -106,9 +142,15 @@ def _body(category: str, subject: str) -> list[Node]:
             _instance("Avatar/Large"),
             _text("Name", "Alex Morgan", "Title"),
             _text("Bio", f"Loves {subject}", "Body"),
-            _frame("Actions", "HORIZONTAL", [_instance("Button/Primary", "Edit profile"),
-                                             _instance("Button/Secondary", "Share")],
-                   gap=8),
+            _frame(
+                "Actions",
+                "HORIZONTAL",
+                [
+                    _instance("Button/Primary", "Edit profile"),
+                    _instance("Button/Secondary", "Share"),
+                ],
+                gap=8,
+            ),
         ]
     if category == "table":
         return [
@@ -120,8 +162,7 @@ def _body(category: str, subject: str) -> list[Node]:
         return [
             _instance("SegmentedControl", "Week"),
             _instance("CalendarGrid"),
-            _frame("Events", "VERTICAL", [_instance("EventCard", f"{title} session")],
-                   gap=8),
+            _frame("Events", "VERTICAL", [_instance("EventCard", f"{title} session")], gap=8),
         ]
     if category == "document":
         return [
@@ -131,9 +172,15 @@ def _body(category: str, subject: str) -> list[Node]:
         ]
     if category == "message":
         return [
-            _frame("Thread", "VERTICAL", [_instance("ChatBubble/Incoming", "Hi!"),
-                                          _instance("ChatBubble/Outgoing", "Hello")],
-                   gap=8),
+            _frame(
+                "Thread",
+                "VERTICAL",
+                [
+                    _instance("ChatBubble/Incoming", "Hi!"),
+                    _instance("ChatBubble/Outgoing", "Hello"),
+                ],
+                gap=8,
+            ),
             _instance("MessageInput", "Write a message"),
         ]
     if category == "login":
@@ -151,8 +198,13 @@ def generate_layout(request: ScreenRequest) -> Node:
     width, height = PLATFORMS[request.platform]
     padding = 16 if request.platform == "mobile" else 32
     header = _text("Title", request.category.title(), "Heading")
-    content = _frame("Content", "VERTICAL", [header, *_body(request.category, request.subject)],
-                     gap=16, padding=padding)
+    content = _frame(
+        "Content",
+        "VERTICAL",
+        [header, *_body(request.category, request.subject)],
+        gap=16,
+        padding=padding,
+    )
     if request.platform == "web":
         children = [_instance("Navigation/Sidebar"), content]
         layout = "HORIZONTAL"

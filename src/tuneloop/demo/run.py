@@ -46,9 +46,15 @@ class DemoSummary:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"models": self.models, "wall_s": round(self.wall_s, 1),
-                "workspace": str(self.workspace), "dataset": self.dataset,
-                "capture": self.capture, "training": self.training, "plots": self.plots}
+        return {
+            "models": self.models,
+            "wall_s": round(self.wall_s, 1),
+            "workspace": str(self.workspace),
+            "dataset": self.dataset,
+            "capture": self.capture,
+            "training": self.training,
+            "plots": self.plots,
+        }
 
 
 def demo_config_text(size: DemoSize) -> str:
@@ -85,8 +91,9 @@ def prepare_workspace(path: Path, size: DemoSize) -> Config:
     path = path.resolve()
     if path.exists() and any(path.iterdir()):
         if not (path / DEMO_MARKER).exists():
-            raise InputError(f"{path} exists and is not a demo workspace; "
-                             "choose another --workspace or empty it")
+            raise InputError(
+                f"{path} exists and is not a demo workspace; choose another --workspace or empty it"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / DEMO_MARKER).write_text("created by tuneloop demo; safe to delete\n")
@@ -98,8 +105,9 @@ def prepare_workspace(path: Path, size: DemoSize) -> Config:
 Step = Callable[[str, int], Callable[[int, int], None]]
 
 
-def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
-             seed: int = 0) -> DemoSummary:
+def run_demo(
+    workspace: Path, *, quick: bool = False, step: Step | None = None, seed: int = 0
+) -> DemoSummary:
     """Run the loop once; ``step(name, total)`` returns a progress callback for each stage."""
     from tuneloop.capture.client import Tuneloop
     from tuneloop.curate.build import build_dataset, load_split
@@ -120,28 +128,52 @@ def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
     tl = Tuneloop(config)
     teacher = CallableProvider(Teacher(seed=seed), name="demo-teacher")
 
-    traffic = simulate_traffic(tl, teacher, count=size.traffic, task=DEMO_TASK, seed=seed,
-                               progress=progress("simulated users", size.traffic))
+    traffic = simulate_traffic(
+        tl,
+        teacher,
+        count=size.traffic,
+        task=DEMO_TASK,
+        seed=seed,
+        progress=progress("simulated users", size.traffic),
+    )
     synth = generate_examples(
-        tl, teacher, synth_items(size.synthetic, seed), task=DEMO_TASK,
-        system_prompt=SYSTEM_PROMPT, validator=layout_validator,
+        tl,
+        teacher,
+        synth_items(size.synthetic, seed),
+        task=DEMO_TASK,
+        system_prompt=SYSTEM_PROMPT,
+        validator=layout_validator,
         progress=progress("synthetic examples", size.synthetic),
     )
-    summary.capture = {"requests": traffic.requests, "logged": traffic.logged,
-                       "not_stored_opt_out": traffic.not_stored_opt_out,
-                       "feedback": dict(traffic.feedback), "synthetic_stored": synth.stored,
-                       "synthetic_rejected": synth.rejected}
+    summary.capture = {
+        "requests": traffic.requests,
+        "logged": traffic.logged,
+        "not_stored_opt_out": traffic.not_stored_opt_out,
+        "feedback": dict(traffic.feedback),
+        "synthetic_stored": synth.stored,
+        "synthetic_rejected": synth.rejected,
+    }
 
     dataset = build_dataset(tl.store, config, task=DEMO_TASK)
-    summary.dataset = {"label": dataset.label, "train": dataset.stats.get("train_examples"),
-                       "eval": dataset.stats.get("eval_examples"), "path": dataset.path}
+    summary.dataset = {
+        "label": dataset.label,
+        "train": dataset.stats.get("train_examples"),
+        "eval": dataset.stats.get("eval_examples"),
+        "path": dataset.path,
+    }
     eval_examples = load_split(dataset, "eval")[: size.eval_examples]
 
     def evaluate(label: str, provider: Any, version_id: int | None = None) -> dict[str, Any]:
         run = evaluate_provider(
-            tl.store, provider, eval_examples, task=DEMO_TASK, label=label,
-            dataset_id=dataset.id, model_version_id=version_id,
-            max_new_tokens=size.max_new_tokens, batch_size=config.evaluate.batch_size,
+            tl.store,
+            provider,
+            eval_examples,
+            task=DEMO_TASK,
+            label=label,
+            dataset_id=dataset.id,
+            model_version_id=version_id,
+            max_new_tokens=size.max_new_tokens,
+            batch_size=config.evaluate.batch_size,
             progress=progress(f"evaluate {label}", len(eval_examples)),
         )
         return _headline(run.metrics)
@@ -155,18 +187,22 @@ def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
 
     version = train_model(tl.store, config, dataset, task=DEMO_TASK, progress=on_train_event)
     summary.training = version.metrics.get("training", {})
-    summary.models[version.name] = evaluate(version.name, provider_for_version(version),
-                                            version.id)
+    summary.models[version.name] = evaluate(version.name, provider_for_version(version), version.id)
     update_metrics(tl.store, version.id, {"eval": summary.models[version.name]})
     teacher_row = evaluate("teacher", teacher)
     # The demo's teacher is a Python function: its speed says nothing about a frontier model's.
     summary.models["teacher"] = {**teacher_row, "latency_ms": None, "tokens_per_s": None}
     from tuneloop.evaluate.plots import save_comparison_plot
 
-    chart = save_comparison_plot(summary.models, config.workspace / "comparison.png",
-                                 title=f"{DEMO_TASK}: base vs {version.name} vs teacher")
-    summary.plots = {"comparison": str(chart) if chart else None,
-                     "loss": str(Path(version.artifact_path).parent / "loss.png")}
+    chart = save_comparison_plot(
+        summary.models,
+        config.workspace / "comparison.png",
+        title=f"{DEMO_TASK}: base vs {version.name} vs teacher",
+    )
+    summary.plots = {
+        "comparison": str(chart) if chart else None,
+        "loss": str(Path(version.artifact_path).parent / "loss.png"),
+    }
     summary.wall_s = time.perf_counter() - started
     return summary
 

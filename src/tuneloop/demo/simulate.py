@@ -48,8 +48,12 @@ def random_requests(count: int, seed: int) -> list[tuple[ScreenRequest, int]]:
     """Screen requests spread over every category and platform, with varied phrasing."""
     rng = random.Random(seed)
     return [
-        (ScreenRequest(rng.choice(CATEGORIES), rng.choice(list(PLATFORMS)),
-                       rng.choice(SUBJECTS)), rng.randrange(len(PROMPT_TEMPLATES)))
+        (
+            ScreenRequest(
+                rng.choice(CATEGORIES), rng.choice(list(PLATFORMS)), rng.choice(SUBJECTS)
+            ),
+            rng.randrange(len(PROMPT_TEMPLATES)),
+        )
         for _ in range(count)
     ]
 
@@ -60,8 +64,9 @@ def is_right_answer(request: ScreenRequest, text: str) -> bool:
         layout = json.loads(text)
     except json.JSONDecodeError:
         return False
-    return (validation_score(layout) == 1.0
-            and str(layout.get("name", "")).lower().startswith(request.category))
+    return validation_score(layout) == 1.0 and str(layout.get("name", "")).lower().startswith(
+        request.category
+    )
 
 
 def simulate_traffic(
@@ -79,17 +84,26 @@ def simulate_traffic(
     for index, (request, template) in enumerate(random_requests(count, seed), start=1):
         tenant = TENANTS[index % len(TENANTS)]
         session = f"session-{seed}-{index}"
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": prompt_for(request, template)}]
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": prompt_for(request, template)},
+        ]
         report.requests += 1
         for attempt in range(MAX_REGENERATIONS + 1):
             completion = teacher.complete(messages)
             interaction_id = tl.log(
-                messages, completion.text, model=completion.model, provider=teacher.name,
-                task=task, tenant=tenant, session_id=session,
+                messages,
+                completion.text,
+                model=completion.model,
+                provider=teacher.name,
+                task=task,
+                tenant=tenant,
+                session_id=session,
                 metadata={"category": request.category, "platform": request.platform},
-                latency_ms=completion.latency_ms, prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens, cost_usd=completion.cost_usd,
+                latency_ms=completion.latency_ms,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                cost_usd=completion.cost_usd,
             )
             if interaction_id is None:
                 report.not_stored_opt_out += 1
@@ -118,8 +132,9 @@ def _app_validates(tl: Tuneloop, interaction_id: str, text: str) -> None:
     tl.validated(interaction_id, score)
 
 
-def _happy_user(tl: Tuneloop, interaction_id: str, text: str, rng: random.Random,
-                report: SimulationReport) -> None:
+def _happy_user(
+    tl: Tuneloop, interaction_id: str, text: str, rng: random.Random, report: SimulationReport
+) -> None:
     roll = rng.random()
     if roll < 0.4:
         tl.thumbs_up(interaction_id)
@@ -134,8 +149,13 @@ def _happy_user(tl: Tuneloop, interaction_id: str, text: str, rng: random.Random
         report.feedback["no_feedback"] += 1
 
 
-def _unhappy_user(tl: Tuneloop, interaction_id: str, request: ScreenRequest,
-                  rng: random.Random, report: SimulationReport) -> None:
+def _unhappy_user(
+    tl: Tuneloop,
+    interaction_id: str,
+    request: ScreenRequest,
+    rng: random.Random,
+    report: SimulationReport,
+) -> None:
     roll = rng.random()
     if roll < 0.5:
         tl.thumbs_down(interaction_id)
@@ -163,8 +183,13 @@ def synth_items(count: int, seed: int) -> list[dict[str, str]]:
     requests = random_requests(count, seed + 7)
     items = []
     for request, template in requests:
-        items.append({"prompt": prompt_for(request, template), "category": request.category,
-                      "platform": request.platform})
+        items.append(
+            {
+                "prompt": prompt_for(request, template),
+                "category": request.category,
+                "platform": request.platform,
+            }
+        )
     return items
 
 
@@ -176,4 +201,3 @@ def layout_validator(item: dict[str, str], text: str) -> float:
     except json.JSONDecodeError:
         return 0.0
     return validation_score(layout) if is_right_answer(request, text) else 0.0
-

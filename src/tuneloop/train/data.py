@@ -18,8 +18,9 @@ class TokenizedExample:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def tokenize_example(tokenizer: Any, messages: list[dict[str, Any]], max_length: int
-                     ) -> TokenizedExample:
+def tokenize_example(
+    tokenizer: Any, messages: list[dict[str, Any]], max_length: int
+) -> TokenizedExample:
     """Tokenize with the chat template; learn only the assistant tokens.
 
     Templates with ``{% generation %}`` markers give the mask directly. For templates without
