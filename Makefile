@@ -32,7 +32,6 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ruff format --check .
 
 # Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model (about 25 minutes on 2 cores).
 base-model: $(STAMP)
