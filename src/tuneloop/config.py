@@ -87,6 +87,13 @@ class CurateConfig(Section):
     )
     eval_fraction: float = Field(0.2, ge=0, lt=1, description="share of examples held out")
     split_seed: str = Field("tuneloop", description="salt of the deterministic hash split")
+    split_group: str = Field(
+        "answer",
+        pattern=r"^(answer|prompt|metadata:[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*)$",
+        description="what else keeps examples on one side of the split (a shared prompt or "
+        "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
+        "'metadata:category,platform' or 'metadata:request_id'",
+    )
 
 
 class TrainConfig(Section):
