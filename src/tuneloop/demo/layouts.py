@@ -54,6 +54,14 @@ PROMPT_TEMPLATES = (
     "I need a {platform} {category} page for our {subject} service. Return only the JSON layout.",
     "Generate the layout of a {category} view for a {subject} app ({platform}).",
 )
+# Phrasings that the simulated app and the synthetic examples never use. The demo evaluates the
+# student on them too: a student that follows requests handles them; one that only recognises the
+# training templates does not.
+HELD_OUT_TEMPLATES = (
+    "Could you sketch the {category} screen of our {subject} app? It runs on {platform}.",
+    "{platform} UI wanted: the {category} part of a {subject} tool, as a JSON layout tree.",
+    "Please lay out a {category} view for {subject}, target platform {platform}.",
+)
 SYSTEM_PROMPT = (
     "You are a UI layout generator. You always respond with a single JSON object describing "
     "the layout tree. Do not include explanations, markdown, or comments."
@@ -73,11 +81,22 @@ def prompt_for(request: ScreenRequest, template_index: int = 0) -> str:
     return template.format(**request.__dict__)
 
 
+def held_out_prompt(request: ScreenRequest, template_index: int = 0) -> str:
+    """The request in a phrasing no training example uses (``HELD_OUT_TEMPLATES``)."""
+    template = HELD_OUT_TEMPLATES[template_index % len(HELD_OUT_TEMPLATES)]
+    return template.format(**request.__dict__)
+
+
+def _find_word(words: tuple[str, ...], text: str) -> str | None:
+    # Whole words only: "table" must not match inside "tablet".
+    return next((w for w in words if re.search(rf"\b{re.escape(w)}\b", text)), None)
+
+
 def parse_request(prompt: str) -> ScreenRequest:
     """Read category, platform and subject back out of a prompt (unknown parts get defaults)."""
     lowered = prompt.lower()
-    category = next((c for c in CATEGORIES if c in lowered), "dashboard")
-    platform = next((p for p in PLATFORMS if p in lowered), "mobile")
+    category = _find_word(CATEGORIES, lowered) or "dashboard"
+    platform = _find_word(tuple(PLATFORMS), lowered) or "mobile"
     subject = next((s for s in SUBJECTS if s in lowered), "")
     if not subject:
         match = re.search(r"for (?:a |an |our )?([a-z ]+?) (?:app|product|service)", lowered)
@@ -213,6 +232,20 @@ def generate_layout(request: ScreenRequest) -> Node:
         layout = "VERTICAL"
     root = _frame(f"{request.category.title()} screen", layout, children, gap=0)
     return {**root, "width": width, "height": height}
+
+
+def screen_match(request: ScreenRequest, layout: Any) -> tuple[bool, bool]:
+    """(category right, platform right) of a parsed layout: what a user checks at a glance.
+
+    The category is the root frame's name (``"Settings screen"``); the platform is the root's size.
+    """
+    if not isinstance(layout, dict):
+        return False, False
+    name = str(layout.get("name", "")).lower()
+    category_right = name == f"{request.category} screen"
+    width, height = PLATFORMS[request.platform]
+    platform_right = layout.get("width") == width and layout.get("height") == height
+    return category_right, platform_right
 
 
 def dumps(layout: Node) -> str:

@@ -27,12 +27,14 @@ class DemoSize:
     traffic: int
     synthetic: int
     epochs: int
-    eval_examples: int
+    eval_requests: int  # each asked in seen and in new wording
     max_new_tokens: int
+    smoke: bool = False  # too small for its numbers to say anything about learning
 
 
-FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_examples=24, max_new_tokens=384)
-QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_examples=3, max_new_tokens=48)
+FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_requests=16, max_new_tokens=384)
+QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_requests=2, max_new_tokens=48, smoke=True)
+TEACHER_NOTE = "the demo's reference generator with 20% injected faults, not a frontier model"
 
 
 @dataclass
@@ -43,11 +45,15 @@ class DemoSummary:
     capture: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     plots: dict[str, str | None] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    smoke: bool = False
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "models": self.models,
+            "evaluation": self.evaluation,
+            "smoke": self.smoke,
             "wall_s": round(self.wall_s, 1),
             "workspace": str(self.workspace),
             "dataset": self.dataset,
@@ -80,9 +86,13 @@ learning_rate = 0.001
 batch_size = 8
 max_length = 640
 
+[curate]
+# Examples that share a prompt or an answer stay on one side of the split (the default), so no
+# eval answer is ever seen in training.
+split_group = "answer"
+
 [evaluate]
 max_new_tokens = {size.max_new_tokens}
-max_examples = {size.eval_examples}
 """
 
 
@@ -112,6 +122,14 @@ def run_demo(
     from tuneloop.capture.client import Tuneloop
     from tuneloop.curate.build import build_dataset, load_split
     from tuneloop.demo.layouts import SYSTEM_PROMPT
+    from tuneloop.demo.scoring import (
+        NEW,
+        SEEN,
+        WORDINGS,
+        answers_in_training,
+        eval_sets,
+        score_by_wording,
+    )
     from tuneloop.demo.simulate import layout_validator, simulate_traffic, synth_items
     from tuneloop.demo.teacher import Teacher
     from tuneloop.evaluate.runner import evaluate_provider
@@ -161,7 +179,18 @@ def run_demo(
         "eval": dataset.stats.get("eval_examples"),
         "path": dataset.path,
     }
-    eval_examples = load_split(dataset, "eval")[: size.eval_examples]
+    eval_split = load_split(dataset, "eval")
+    eval_examples = eval_sets(eval_split, size.eval_requests)
+    summary.smoke = size.smoke
+    summary.evaluation = {
+        "requests": len(eval_examples) // 2,
+        "examples": len(eval_examples),
+        "eval_answers_in_training": answers_in_training(load_split(dataset, "train"), eval_split),
+        "wordings": {
+            SEEN: "templates the training data uses, requests whose answer it never contains",
+            NEW: "the same requests in phrasings no training example uses",
+        },
+    }
 
     def evaluate(label: str, provider: Any, version_id: int | None = None) -> dict[str, Any]:
         run = evaluate_provider(
@@ -176,7 +205,13 @@ def run_demo(
             batch_size=config.evaluate.batch_size,
             progress=progress(f"evaluate {label}", len(eval_examples)),
         )
-        return _headline(run.metrics)
+        scored = score_by_wording(eval_examples, run.results)
+        return {
+            **scored["all"],
+            "latency_ms": run.metrics.get("latency_ms"),
+            "tokens_per_s": run.metrics.get("tokens_per_s"),
+            "wording": {wording: scored[wording] for wording in WORDINGS},
+        }
 
     summary.models["base"] = evaluate("base", build_provider(config.train.base_model))
     train_progress = progress("train v1", 1)
@@ -191,7 +226,12 @@ def run_demo(
     update_metrics(tl.store, version.id, {"eval": summary.models[version.name]})
     teacher_row = evaluate("teacher", teacher)
     # The demo's teacher is a Python function: its speed says nothing about a frontier model's.
-    summary.models["teacher"] = {**teacher_row, "latency_ms": None, "tokens_per_s": None}
+    summary.models["teacher"] = {
+        **teacher_row,
+        "latency_ms": None,
+        "tokens_per_s": None,
+        "note": TEACHER_NOTE,
+    }
     from tuneloop.evaluate.plots import save_comparison_plot
 
     chart = save_comparison_plot(
@@ -205,8 +245,3 @@ def run_demo(
     }
     summary.wall_s = time.perf_counter() - started
     return summary
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("valid_json_rate", "similarity", "latency_ms", "tokens_per_s", "n")
-    return {key: metrics.get(key) for key in keys}

@@ -6,7 +6,6 @@ as a real app would call it, so the demo exercises the same path as production t
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +23,10 @@ from tuneloop.demo.layouts import (
     generate_layout,
     parse_request,
     prompt_for,
+    screen_match,
     validation_score,
 )
+from tuneloop.jsontext import extract_json
 from tuneloop.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -60,13 +61,8 @@ def random_requests(count: int, seed: int) -> list[tuple[ScreenRequest, int]]:
 
 def is_right_answer(request: ScreenRequest, text: str) -> bool:
     """What a user sees at a glance: a layout that renders, of the screen they asked for."""
-    try:
-        layout = json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return validation_score(layout) == 1.0 and str(layout.get("name", "")).lower().startswith(
-        request.category
-    )
+    layout = extract_json(text)
+    return validation_score(layout) == 1.0 and all(screen_match(request, layout))
 
 
 def simulate_traffic(
@@ -99,7 +95,11 @@ def simulate_traffic(
                 task=task,
                 tenant=tenant,
                 session_id=session,
-                metadata={"category": request.category, "platform": request.platform},
+                metadata={
+                    "category": request.category,
+                    "platform": request.platform,
+                    "subject": request.subject,
+                },
                 latency_ms=completion.latency_ms,
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
@@ -125,11 +125,7 @@ def simulate_traffic(
 
 
 def _app_validates(tl: Tuneloop, interaction_id: str, text: str) -> None:
-    try:
-        score = validation_score(json.loads(text))
-    except json.JSONDecodeError:
-        score = 0.0
-    tl.validated(interaction_id, score)
+    tl.validated(interaction_id, validation_score(extract_json(text)))
 
 
 def _happy_user(
@@ -171,7 +167,7 @@ def _unhappy_user(
 
 def _small_edit(text: str) -> str:
     """A designer's tweak: a little more breathing room in the content frame."""
-    layout: Any = json.loads(text)
+    layout: Any = extract_json(text)
     for child in layout.get("children", []):
         if child.get("name") == "Content":
             child["gap"] = child.get("gap", 16) + 4
@@ -196,8 +192,4 @@ def synth_items(count: int, seed: int) -> list[dict[str, str]]:
 def layout_validator(item: dict[str, str], text: str) -> float:
     """Synthesis gate: the answer must be a well-formed layout of the screen it was asked for."""
     request = parse_request(item["prompt"])
-    try:
-        layout = json.loads(text)
-    except json.JSONDecodeError:
-        return 0.0
-    return validation_score(layout) if is_right_answer(request, text) else 0.0
+    return validation_score(extract_json(text)) if is_right_answer(request, text) else 0.0
