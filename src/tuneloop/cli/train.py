@@ -8,10 +8,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tuneloop.cli.common import ConfigOption, console, load
+from tuneloop.cli.options import config_options
+from tuneloop.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train")(config_options("train", TrainConfig)(train))
 
 
 def train(
@@ -27,36 +29,16 @@ def train(
             help="Continue training this version's adapter (v1, latest, production).",
         ),
     ] = None,
-    base_model: Annotated[str | None, typer.Option(help="train.base_model")] = None,
-    method: Annotated[str | None, typer.Option(help="train.method: lora or full")] = None,
-    epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="train.learning_rate")] = None,
-    lora_r: Annotated[int | None, typer.Option(help="train.lora_r")] = None,
-    lora_alpha: Annotated[int | None, typer.Option(help="train.lora_alpha")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="train.batch_size")] = None,
-    max_length: Annotated[int | None, typer.Option(help="train.max_length")] = None,
-    device: Annotated[str | None, typer.Option(help="train.device: auto, cpu, cuda, mps")] = None,
     config_path: ConfigOption = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Fine-tune on a dataset version (LoRA by default); registers the task's next version."""
     from tuneloop.curate.build import resolve_dataset
     from tuneloop.registry import resolve_version
     from tuneloop.train import train_model
 
-    config, store = load(
-        config_path,
-        **{
-            "train.base_model": base_model,
-            "train.method": method,
-            "train.epochs": epochs,
-            "train.learning_rate": learning_rate,
-            "train.lora_r": lora_r,
-            "train.lora_alpha": lora_alpha,
-            "train.batch_size": batch_size,
-            "train.max_length": max_length,
-            "train.device": device,
-        },
-    )
+    config, store = load(config_path, **overrides)
     task = task or config.task
     chosen = resolve_dataset(store, dataset or task)
     parent = resolve_version(store, task, continue_from) if continue_from else None
