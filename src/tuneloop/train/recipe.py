@@ -18,7 +18,7 @@ from typing import Any
 
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
-from tuneloop.train.data import TokenizedExample, collate, tokenize_example
+from tuneloop.train.data import TokenizedExample, collate, tokenize_examples
 from tuneloop.train.precision import autocast, resolve_precision
 
 EventCallback = Callable[[str, dict[str, Any]], None]
@@ -38,6 +38,7 @@ class TrainResult:
     total_params: int
     precision: str = "fp32"
     method: str = "lora"
+    dropped_examples: int = 0
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class TrainResult:
             "total_params": self.total_params,
             "precision": self.precision,
             "method": self.method,
+            "dropped_examples": self.dropped_examples,
         }
 
 
@@ -107,12 +109,23 @@ def finetune(
         },
     )
 
-    train_set = [
-        tokenize_example(tokenizer, ex["messages"], config.max_length) for ex in train_examples
-    ]
-    eval_set = [
-        tokenize_example(tokenizer, ex["messages"], config.max_length) for ex in eval_examples
-    ]
+    train_set, dropped = tokenize_examples(tokenizer, train_examples, config.max_length)
+    eval_set, eval_dropped = tokenize_examples(tokenizer, eval_examples, config.max_length)
+    if dropped or eval_dropped:
+        emit(
+            "log",
+            {
+                "message": f"dropped {dropped} train and {eval_dropped} eval examples whose "
+                f"answer does not fit in max_length={config.max_length} tokens (or is empty)",
+                "dropped_train": dropped,
+                "dropped_eval": eval_dropped,
+            },
+        )
+    if not train_set:
+        raise TrainingError(
+            f"no training example has an answer that fits in max_length={config.max_length} "
+            "tokens; raise train.max_length"
+        )
     rng = random.Random(config.seed)
     batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = math.ceil(batches_per_epoch * config.epochs / config.grad_accum_steps)
@@ -189,6 +202,7 @@ def finetune(
         total_params=total,
         precision=precision,
         method=config.method,
+        dropped_examples=dropped,
         loss_curve=loss_curve,
     )
     emit("log", {"message": f"saved {config.method} weights to {out_dir}", **result.metrics()})

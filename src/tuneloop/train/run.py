@@ -29,9 +29,9 @@ def train_model(
 ) -> ModelVersion:
     """Train a LoRA adapter on ``dataset`` (continuing ``parent`` when given) and register it.
 
-    The adapter is written under ``artifacts/jobs/<id>`` while training and moved to
-    ``artifacts/models/<task>/v<N>`` once registered, so a failed run never leaves a
-    half-written model where the registry points.
+    The adapter is written under ``artifacts/jobs/<id>`` while training, moved to
+    ``artifacts/models/<task>/job-<id>`` when complete (with its loss plot), and only then
+    registered, so a failed run never leaves a version pointing at a half-written model.
     """
     from tuneloop.curate.build import load_split
     from tuneloop.providers.local import is_adapter_dir
@@ -81,36 +81,34 @@ def train_model(
             parent_adapter=parent_adapter,
             on_event=on_event,
         )
+        plot = save_loss_plot(
+            result.loss_curve,
+            work_dir / "loss.png",
+            title=f"{task} on {dataset.label} (job {job.job_id})",
+        )
+        # Weights and plot move into place before the version exists, and the version is
+        # registered with its path in one insert: no candidate ever points at missing files.
+        final_dir = config.artifacts_dir / "models" / task / f"job-{job.job_id}"
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)  # left by an earlier attempt that never registered
+        shutil.move(str(work_dir), str(final_dir))
         version = register_version(
             store,
             task=task,
             base_model=train_config.base_model,
-            artifact_path=None,
+            artifact_path=str(final_dir / weights),
             dataset_id=dataset.id,
             job_id=job.job_id,
             parent_id=parent.id if parent else None,
             config=job_config,
             metrics={"training": result.metrics()},
         )
-        final_dir = config.artifacts_dir / "models" / task / version.name
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        shutil.move(str(work_dir), str(final_dir))
-        plot = save_loss_plot(
-            result.loss_curve,
-            final_dir / "loss.png",
-            title=f"{task} {version.name} on {dataset.label}",
-        )
-        with store.session() as session:
-            row = session.get_one(ModelVersion, version.id)
-            row.artifact_path = str(final_dir / weights)
-            version = row
         job.succeed(
             {
                 "model_version": version.name,
                 "artifact_path": version.artifact_path,
-                "loss_plot": str(plot) if plot else None,
+                "loss_plot": str(final_dir / "loss.png") if plot else None,
                 **result.metrics(),
             }
         )
