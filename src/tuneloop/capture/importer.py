@@ -8,17 +8,22 @@ lines that do not set them.
 
 Bad lines are reported with file and line number and skipped; good lines are written in batches,
 each one transaction, so a crash leaves whole batches, never half a line's rows.
+
+Each line is stored under an idempotency key (its ``id``, else a hash of the call and how many
+equal lines came before it in the file), so importing a file again, or again after an
+interrupted run, stores each line once: the result equals one clean import.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneloop.capture.records import LOG_OPTIONS, parse_time, prepare_log
+from tuneloop.capture.records import LOG_OPTIONS, call_key, parse_time, prepare_log
 from tuneloop.capture.rewards import check_kind, prepare_value
 from tuneloop.errors import InputError, TuneloopError
 
@@ -35,6 +40,7 @@ class ImportReport:
 
     path: Path
     imported: int = 0
+    present: int = 0
     skipped: int = 0
     opted_out: int = 0
     feedback: int = 0
@@ -42,7 +48,8 @@ class ImportReport:
 
     def summary(self) -> str:
         return (f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
-                f"{self.opted_out} not stored (tenant opted out), {self.feedback} feedback events")
+                f"{self.present} already present, {self.opted_out} not stored (tenant opted "
+                f"out), {self.feedback} feedback events")
 
 
 @dataclass
@@ -66,6 +73,7 @@ def import_jsonl(
     report = ImportReport(path)
     defaults = {"task": task or client.config.task, "source": source}
     pending: list[_Line] = []
+    seen: Counter[str] = Counter()  # call hash → equal lines so far
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -77,7 +85,12 @@ def import_jsonl(
             try:
                 text = raw.decode("utf-8")
                 if text.strip():
-                    pending.append(_parse_line(number, text, defaults))
+                    line = _parse_line(number, text, defaults)
+                    if "idempotency_key" not in line.values:
+                        digest = call_key(line.values)
+                        line.values["idempotency_key"] = call_key(line.values, seen[digest])
+                        seen[digest] += 1
+                    pending.append(line)
             except UnicodeDecodeError:
                 report.skipped += 1
                 report.errors.append(f"{path}:{number}: not UTF-8 text")
@@ -95,15 +108,18 @@ def import_jsonl(
 
 
 def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:
-    imported = opted_out = feedback = 0
+    imported = present = opted_out = feedback = 0
     current = lines[0]
     try:
         with client.batch() as batch:
             batch.prefetch([line.values for line in lines])
             for current in lines:
-                interaction_id = batch.add(current.values)
+                interaction_id, created = batch.put(current.values)
                 if interaction_id is None:
                     opted_out += 1
+                    continue
+                if not created:  # imported before, with its feedback
+                    present += 1
                     continue
                 imported += 1
                 for event in current.feedback:
@@ -115,6 +131,7 @@ def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:
             f"were rolled back; {report.imported} earlier lines are imported)"
         ) from exc
     report.imported += imported
+    report.present += present
     report.opted_out += opted_out
     report.feedback += feedback
 

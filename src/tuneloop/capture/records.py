@@ -18,11 +18,14 @@ from tuneloop.capture.quality import json_validity
 from tuneloop.errors import InputError
 
 ROLES = ("system", "user", "assistant", "tool")
-MAX_LENGTHS = {"task": 200, "source": 20, "model": 200, "provider": 200, "tenant": 200,
-               "session_id": 200}
+MAX_LENGTHS = {"id": 200, "task": 200, "source": 20, "model": 200, "provider": 200,
+               "tenant": 200, "session_id": 200}
 # Keyword arguments of ``Tuneloop.log`` besides messages and response (also import line keys).
-LOG_OPTIONS = ("model", "task", "metadata", "tags", "tenant", "session_id", "provider", "source",
-               "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "created_at")
+LOG_OPTIONS = ("id", "model", "task", "metadata", "tags", "tenant", "session_id", "provider",
+               "source", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd",
+               "created_at")
+# Columns derived from others: not part of what identifies a call.
+DERIVED = ("prompt_hash", "valid_json", "idempotency_key")
 
 
 def prepare_log(messages: Any, response: Any, **options: Any) -> dict[str, Any]:
@@ -66,12 +69,35 @@ def parse_time(value: Any, field: str = "created_at") -> datetime:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """One spelling per value (sorted keys, no spaces); times as ISO-8601 in UTC."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_json_default)
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return to_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def content_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of a value: equal content, equal hashes."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
-    """sha256 of the canonical JSON of the messages: equal prompts, equal hashes."""
-    return hashlib.sha256(canonical_json(messages).encode("utf-8")).hexdigest()
+    """Equal prompts, equal hashes (the key of regenerate detection and of the split)."""
+    return content_hash(messages)
+
+
+def call_key(values: Mapping[str, Any], occurrence: int = 0) -> str:
+    """The idempotency key of prepared values that carry no caller id: a hash of the call.
+
+    ``occurrence`` tells apart equal calls that are really several (the second identical line
+    of one import file is ``1``), so importing that file again still finds each of them.
+    """
+    digest = content_hash({key: value for key, value in values.items() if key not in DERIVED})
+    return digest if occurrence == 0 else f"{digest}#{occurrence}"
 
 
 def check_messages(messages: Any) -> list[dict[str, Any]]:
@@ -119,7 +145,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise InputError(f"{field} must be non-empty text, got {_short(value)}")
         if len(value) > limit:
             raise InputError(f"{field} is {len(value)} characters; at most {limit} fit")
-        values[field] = value
+        values["idempotency_key" if field == "id" else field] = value
     metadata = options.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):

@@ -18,6 +18,7 @@ from typing import Any
 
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
+from tuneloop.store import JobEventKind
 from tuneloop.train.data import TokenizedExample, collate, tokenize_example
 from tuneloop.train.precision import autocast, resolve_precision
 
@@ -96,8 +97,8 @@ def finetune(
     model.to(device)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    emit("log", {"message": f"{config.method} on {config.base_model}: {trainable:,} of {total:,} "
-                            f"parameters trainable, device {device}, {precision}"})
+    emit(JobEventKind.LOG, {"message": f"{config.method} on {config.base_model}: {trainable:,} "
+                            f"of {total:,} parameters trainable, device {device}, {precision}"})
 
     train_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
                  for ex in train_examples]
@@ -142,7 +143,7 @@ def finetune(
             recent_losses.clear()
             loss_curve.append((step, mean_loss))
             elapsed = time.perf_counter() - started
-            emit("metric", {
+            emit(JobEventKind.METRIC, {
                 "step": step, "total_steps": total_steps, "epoch": epoch + 1,
                 "loss": round(mean_loss, 4), "lr": scheduler.get_last_lr()[0],
                 "tokens_per_s": round(trained_tokens / elapsed, 1),
@@ -164,7 +165,7 @@ def finetune(
         wall_s=time.perf_counter() - started, trainable_params=trainable, total_params=total,
         precision=precision, method=config.method, loss_curve=loss_curve,
     )
-    emit("log", {"message": f"saved {config.method} weights to {out_dir}",
+    emit(JobEventKind.LOG, {"message": f"saved {config.method} weights to {out_dir}",
                  **result.metrics()})
     return result
 
