@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from tuneloop.capture import scoring
-from tuneloop.capture.records import call_key, check_json, parse_time, prepare_log, to_utc
+from tuneloop.capture.records import call_key, feedback_value, parse_time, prepare_log, to_utc
 from tuneloop.capture.rewards import RewardCalculator, check_kind, prepare_value
 from tuneloop.capture.scoring import Event, apply_scores, same
 from tuneloop.config import CaptureConfig
@@ -63,7 +63,7 @@ class Batch:
 
     def log(self, messages: Any, response: Any, **options: Any) -> str | None:
         """Like :meth:`Tuneloop.log`, inside this transaction."""
-        return self.add(prepare_log(messages, response, **options))
+        return self.add(prepare_log(messages, response, self.capture, **options))
 
     def add(self, values: Mapping[str, Any]) -> str | None:
         """Store prepared column values (``records.prepare_log``); None for an opted-out tenant.
@@ -268,16 +268,10 @@ class Batch:
     ) -> float:
         """Like :meth:`Tuneloop.feedback`, inside this transaction."""
         kind = check_kind(kind)
-        if value is not None and not isinstance(value, Mapping):
-            raise InputError(f"feedback value must be an object, got {value!r}")
-        data = dict(value or {})
-        if score is not None:
-            data["score"] = score
-        if edited is not None:
-            data["edited"] = edited
-        check_json("feedback value", data)
-        if comment is not None and not isinstance(comment, str):
-            raise InputError(f"feedback comment must be text, got {comment!r}")
+        data = feedback_value(kind, value, score=score, edited=edited, comment=comment,
+                              capture=self.capture)
+        when = (parse_time(created_at, "feedback created_at", self.capture.max_future_s)
+                if created_at is not None else None)
         interaction = self._created.get(str(interaction_id)) or self.session.scalar(
             select(Interaction).where(Interaction.id == str(interaction_id)).with_for_update()
         )
@@ -289,7 +283,6 @@ class Batch:
                 kind = "saved_with_edits"  # saved, but not as it was: the edit is the label
             else:
                 del data["edited"]
-        when = parse_time(created_at) if created_at is not None else None
         return self.event(interaction, kind, data, comment=comment, created_at=when)
 
     def event(

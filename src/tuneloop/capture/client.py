@@ -87,7 +87,8 @@ class Tuneloop:
             options = {"task": self.config.task, **record}
             try:
                 prepared.append(prepare_log(options.pop("messages", None),
-                                            options.pop("response", None), **options))
+                                            options.pop("response", None), self.config.capture,
+                                            **options))
             except InputError as exc:
                 raise InputError(f"records[{index}]: {exc}") from None
         with self.batch() as batch:
