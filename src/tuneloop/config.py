@@ -71,6 +71,17 @@ class CaptureConfig(Section):
     regenerate_window_s: int = Field(
         600, gt=0, description="same prompt again within this many seconds = regenerated"
     )
+    max_text_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="longest message, response, edit or metadata (characters) a call may carry; "
+        "longer ones are refused, not cut",
+    )
+    max_future_s: int = Field(
+        3600,
+        ge=0,
+        description="how far ahead of this machine's clock a created_at may be (clock skew)",
+    )
     rewards: RewardTable = Field(default_factory=RewardTable)
     reward_function: str | None = Field(
         None,

@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from tuneloop.capture import scoring
-from tuneloop.capture.records import check_json, parse_time, prepare_log, to_utc
+from tuneloop.capture.records import call_key, feedback_value, parse_time, prepare_log, to_utc
 from tuneloop.capture.rewards import RewardCalculator, check_kind, prepare_value
 from tuneloop.capture.scoring import Event, apply_scores, same
 from tuneloop.config import CaptureConfig
@@ -48,6 +48,10 @@ class Batch:
         self._known_sessions: set[SessionKey] = set()
         self._recent: dict[PromptKey, Interaction] = {}
         self._known_prompts: set[PromptKey] = set()
+        # Idempotency keys → ids: created in this batch or found stored by prefetch(). A key in
+        # ``_known_keys`` without an entry is known not to be stored.
+        self._keys: dict[str, str] = {}
+        self._known_keys: set[str] = set()
 
     @property
     def opted_out(self) -> set[str]:
@@ -59,18 +63,56 @@ class Batch:
 
     def log(self, messages: Any, response: Any, **options: Any) -> str | None:
         """Like :meth:`Tuneloop.log`, inside this transaction."""
-        return self.add(prepare_log(messages, response, **options))
+        return self.add(prepare_log(messages, response, self.capture, **options))
 
     def add(self, values: Mapping[str, Any]) -> str | None:
-        """Store prepared column values (``records.prepare_log``); None for an opted-out tenant."""
+        """Store prepared column values (``records.prepare_log``); None for an opted-out tenant.
+
+        A call already stored (same idempotency key) is not stored again: its id is returned.
+        """
+        return self.put(values)[0]
+
+    def put(self, values: Mapping[str, Any]) -> tuple[str | None, bool]:
+        """Like :meth:`add`, and whether a row was created (False: opted out or already there)."""
         tenant = values.get("tenant")
         if tenant is not None and tenant in self.opted_out:
-            return None
-        interaction = Interaction(**{"created_at": utcnow(), **values, "id": new_id()})
+            return None, False
+        dated = "created_at" in values  # back-dated: "newest" in the caches may not hold
+        row = {"created_at": utcnow(), **values}
+        key = row.get("idempotency_key")
+        if key is None:
+            # No caller id: the call is this content at this moment. Equal content logged at
+            # the same microsecond in one batch is still two calls.
+            key = call_key(row)
+            occurrence = 0
+            while key in self._keys:
+                occurrence += 1
+                key = call_key(row, occurrence)
+            if not dated:
+                self._known_keys.add(key)  # includes this instant: nothing stored can have it
+        existing = self._stored_id(key)
+        if existing is not None:
+            return existing, False
+        return self._create({**row, "idempotency_key": key}, dated=dated), True
+
+    def _stored_id(self, key: str) -> str | None:
+        """The id of the row stored under this idempotency key, if any."""
+        if key in self._keys or key in self._known_keys:
+            return self._keys.get(key)
+        found = self.session.scalar(
+            select(Interaction.id).where(Interaction.idempotency_key == key)
+        )
+        self._known_keys.add(key)
+        if found is not None:
+            self._keys[key] = found
+        return found
+
+    def _create(self, values: Mapping[str, Any], *, dated: bool) -> str:
+        interaction = Interaction(**values, id=new_id())
         self.session.add(interaction)
+        self._keys[values["idempotency_key"]] = interaction.id
         self._created[interaction.id] = interaction
         self._events[interaction.id] = []
-        dated = "created_at" in values  # back-dated: "newest" in the caches may not hold
         follows = False
         if interaction.tenant is not None or interaction.session_id is not None:
             self._detect_regenerate(interaction, dated)
@@ -95,7 +137,21 @@ class Batch:
 
     def prefetch(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Load in a few queries what ``add()`` of these prepared rows would look up one by one:
-        recent calls with the same prompts and the latest call of each of their sessions."""
+        rows already stored under their idempotency keys, recent calls with the same prompts and
+        the latest call of each of their sessions."""
+        keys = sorted(
+            {row["idempotency_key"] for row in rows if row.get("idempotency_key") is not None}
+            - self._known_keys
+        )
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            found = self.session.execute(
+                select(Interaction.idempotency_key, Interaction.id).where(
+                    Interaction.idempotency_key.in_(chunk)
+                )
+            )
+            self._keys.update({key: interaction_id for key, interaction_id in found if key})
+            self._known_keys.update(chunk)
         live = [
             row
             for row in rows
@@ -240,16 +296,14 @@ class Batch:
     ) -> float:
         """Like :meth:`Tuneloop.feedback`, inside this transaction."""
         kind = check_kind(kind)
-        if value is not None and not isinstance(value, Mapping):
-            raise InputError(f"feedback value must be an object, got {value!r}")
-        data = dict(value or {})
-        if score is not None:
-            data["score"] = score
-        if edited is not None:
-            data["edited"] = edited
-        check_json("feedback value", data)
-        if comment is not None and not isinstance(comment, str):
-            raise InputError(f"feedback comment must be text, got {comment!r}")
+        data = feedback_value(
+            kind, value, score=score, edited=edited, comment=comment, capture=self.capture
+        )
+        when = (
+            parse_time(created_at, "feedback created_at", self.capture.max_future_s)
+            if created_at is not None
+            else None
+        )
         interaction = self._created.get(str(interaction_id)) or self.session.scalar(
             select(Interaction).where(Interaction.id == str(interaction_id)).with_for_update()
         )
@@ -263,7 +317,6 @@ class Batch:
                 kind = "saved_with_edits"  # saved, but not as it was: the edit is the label
             else:
                 del data["edited"]
-        when = parse_time(created_at) if created_at is not None else None
         return self.event(interaction, kind, data, comment=comment, created_at=when)
 
     def event(

@@ -56,17 +56,21 @@ class Tuneloop:
         completion_tokens: int | None = None,
         cost_usd: float | None = None,
         created_at: datetime | str | None = None,
+        id: str | None = None,
     ) -> str | None:
         """Store one model call and return its id, or None when ``tenant`` opted out.
 
-        An opted-out tenant's call is dropped before anything is written. A repeat of the same
-        prompt by the same tenant/session within ``capture.regenerate_window_s`` adds a
-        ``regenerated`` event to the earlier call.
+        An opted-out tenant's call is dropped before anything is written. Logging a call that
+        is already stored (the same ``id``, or without one the same content and ``created_at``)
+        stores nothing and returns the stored call's id, so a retry never duplicates. A repeat
+        of the same prompt by the same tenant/session within ``capture.regenerate_window_s``
+        adds a ``regenerated`` event to the earlier call.
         """
         with self.batch() as batch:
             return batch.log(
                 messages,
                 response,
+                id=id,
                 model=model,
                 task=task or self.config.task,
                 metadata=metadata,
@@ -95,7 +99,10 @@ class Tuneloop:
             try:
                 prepared.append(
                     prepare_log(
-                        options.pop("messages", None), options.pop("response", None), **options
+                        options.pop("messages", None),
+                        options.pop("response", None),
+                        self.config.capture,
+                        **options,
                     )
                 )
             except InputError as exc:

@@ -8,24 +8,41 @@ lines that do not set them.
 
 Bad lines are reported with file and line number and skipped; good lines are written in batches,
 each one transaction, so a crash leaves whole batches, never half a line's rows.
+
+Each line is stored under an idempotency key (its ``id``, else a hash of the call and how many
+equal lines came before it in the file), so importing a file again, or again after an
+interrupted run, stores each line once: the result equals one clean import.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneloop.capture.records import LOG_OPTIONS, parse_time, prepare_log
+from sqlalchemy.exc import DBAPIError
+
+from tuneloop.capture.records import (
+    LOG_OPTIONS,
+    call_key,
+    feedback_value,
+    parse_time,
+    prepare_log,
+    short_name,
+)
 from tuneloop.capture.rewards import check_kind, prepare_value
+from tuneloop.config import CaptureConfig
 from tuneloop.errors import InputError, TuneloopError
 
 if TYPE_CHECKING:
     from tuneloop.capture.client import Tuneloop
 
 BATCH_LINES = 500
+MAX_ERRORS_KEPT = 1000
 FEEDBACK_KEYS = ("kind", "value", "score", "edited", "comment", "created_at")
 
 
@@ -35,15 +52,28 @@ class ImportReport:
 
     path: Path
     imported: int = 0
+    present: int = 0
     skipped: int = 0
     opted_out: int = 0
     feedback: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def skip(self, line: int, reason: str) -> None:
+        """Count a bad line; the first ``MAX_ERRORS_KEPT`` reasons are kept."""
+        self.skipped += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(f"{self.path}:{line}: {reason}")
+
+    @property
+    def stored(self) -> int:
+        """Lines whose call is in the store now (imported by this run or an earlier one)."""
+        return self.imported + self.present
+
     def summary(self) -> str:
         return (
             f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
-            f"{self.opted_out} not stored (tenant opted out), {self.feedback} feedback events"
+            f"{self.present} already present, {self.opted_out} not stored (tenant opted "
+            f"out), {self.feedback} feedback events"
         )
 
 
@@ -68,6 +98,7 @@ def import_jsonl(
     report = ImportReport(path)
     defaults = {"task": task or client.config.task, "source": source}
     pending: list[_Line] = []
+    seen: Counter[str] = Counter()  # call hash → equal lines so far
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -76,16 +107,21 @@ def import_jsonl(
         done = 0
         for number, raw in enumerate(handle, start=1):
             done += len(raw)
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]  # written by some Windows editors
             try:
                 text = raw.decode("utf-8")
                 if text.strip():
-                    pending.append(_parse_line(number, text, defaults))
+                    line = _parse_line(number, text, defaults, client.config.capture)
+                    if "idempotency_key" not in line.values:
+                        digest = call_key(line.values)
+                        line.values["idempotency_key"] = call_key(line.values, seen[digest])
+                        seen[digest] += 1
+                    pending.append(line)
             except UnicodeDecodeError:
-                report.skipped += 1
-                report.errors.append(f"{path}:{number}: not UTF-8 text")
+                report.skip(number, "not UTF-8 text")
             except InputError as exc:
-                report.skipped += 1
-                report.errors.append(f"{path}:{number}: {exc}")
+                report.skip(number, str(exc))
             if len(pending) >= batch_lines:
                 _write(client, pending, report)
                 pending = []
@@ -97,35 +133,82 @@ def import_jsonl(
 
 
 def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:
-    imported = opted_out = feedback = 0
+    """Store lines in one transaction; when the store refuses it, store them one by one, so a
+    line the store cannot take costs only itself."""
+    try:
+        counts = _store(client, lines)
+    except _LineError as exc:  # the configuration or the store failed, not a line: stop
+        raise type(exc.error)(
+            f"{report.path}:{exc.line}: {exc.error} (lines {lines[0].number}-{lines[-1].number} "
+            f"were rolled back; {report.imported} earlier lines are imported; run the import "
+            "again to finish once fixed)"
+        ) from exc.error
+    except (InputError, DBAPIError) as exc:
+        if len(lines) == 1:
+            reason = (
+                str(exc)
+                if isinstance(exc, InputError)
+                else (f"the store refused this line ({_db_reason(exc)})")
+            )
+            report.skip(lines[0].number, reason)
+            return
+        for line in lines:
+            _write(client, [line], report)
+        return
+    report.imported += counts[0]
+    report.present += counts[1]
+    report.opted_out += counts[2]
+    report.feedback += counts[3]
+
+
+def _store(client: Tuneloop, lines: list[_Line]) -> tuple[int, int, int, int]:
+    """One transaction: (imported, already present, opted out, feedback events)."""
+    imported = present = opted_out = feedback = 0
     current = lines[0]
     try:
         with client.batch() as batch:
             batch.prefetch([line.values for line in lines])
             for current in lines:
-                interaction_id = batch.add(current.values)
+                interaction_id, created = batch.put(current.values)
                 if interaction_id is None:
                     opted_out += 1
+                    continue
+                if not created:  # imported before, with its feedback
+                    present += 1
                     continue
                 imported += 1
                 for event in current.feedback:
                     batch.feedback(interaction_id, **event)
                     feedback += 1
+    except (InputError, DBAPIError):
+        raise
     except TuneloopError as exc:
-        raise type(exc)(
-            f"{report.path}:{current.number}: {exc} (lines {lines[0].number}-{lines[-1].number} "
-            f"were rolled back; {report.imported} earlier lines are imported)"
-        ) from exc
-    report.imported += imported
-    report.opted_out += opted_out
-    report.feedback += feedback
+        raise _LineError(current.number, exc) from exc
+    return imported, present, opted_out, feedback
 
 
-def _parse_line(number: int, text: str, defaults: dict[str, Any]) -> _Line:
+class _LineError(TuneloopError):
+    """An error that is not the line's fault (configuration, store) met while storing it."""
+
+    def __init__(self, line: int, error: TuneloopError) -> None:
+        super().__init__(str(error))
+        self.line = line
+        self.error = error
+
+
+def _db_reason(exc: DBAPIError) -> str:
+    """The database's error class and code, never its message (it quotes the row's values)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return type(exc.orig).__name__ + (f", SQLSTATE {code}" if code else "")
+
+
+def _parse_line(number: int, text: str, defaults: dict[str, Any], capture: CaptureConfig) -> _Line:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply") from None
     if not isinstance(record, dict):
         raise InputError(f"a line must be a JSON object, got {type(record).__name__}")
     messages = record.pop("messages", None)
@@ -150,11 +233,11 @@ def _parse_line(number: int, text: str, defaults: dict[str, Any]) -> _Line:
     for key, value in defaults.items():
         if options.get(key) is None:
             options[key] = value
-    values = prepare_log(messages, response, **options)
-    return _Line(number, values, _check_feedback(events, values["response"]))
+    values = prepare_log(messages, response, capture, **options)
+    return _Line(number, values, _check_feedback(events, values["response"], capture))
 
 
-def _check_feedback(events: Any, response: str) -> list[dict[str, Any]]:
+def _check_feedback(events: Any, response: str, capture: CaptureConfig) -> list[dict[str, Any]]:
     """Validate feedback entries now, so a bad one skips its line instead of failing a batch."""
     if not isinstance(events, list):
         raise InputError("feedback must be a list of {kind, ...} objects")
@@ -166,18 +249,23 @@ def _check_feedback(events: Any, response: str) -> list[dict[str, Any]]:
         unknown = sorted(set(event) - set(FEEDBACK_KEYS))
         if unknown:
             raise InputError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(FEEDBACK_KEYS)}"
+                f"{where}: unknown key(s) {', '.join(map(short_name, unknown))}; "
+                f"allowed: {', '.join(FEEDBACK_KEYS)}"
             )
         try:
             kind = check_kind(event["kind"])
-            value = dict(event.get("value") or {})
-            for key in ("score", "edited"):
-                if event.get(key) is not None:
-                    value[key] = event[key]
+            value = feedback_value(
+                kind,
+                event.get("value"),
+                score=event.get("score"),
+                edited=event.get("edited"),
+                comment=event.get("comment"),
+                capture=capture,
+            )
             prepare_value(kind, value, response)
             if event.get("created_at") is not None:
-                parse_time(event["created_at"], f"{where}.created_at")
-        except (InputError, TypeError, ValueError) as exc:
+                parse_time(event["created_at"], f"{where}.created_at", capture.max_future_s)
+        except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         checked.append(
             {key: value for key, value in event.items() if key != "kind"} | {"kind": kind}

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tuneloop.capture.records import short_name
 from tuneloop.config import CaptureConfig, RewardTable
 from tuneloop.errors import ConfigError, InputError, ProviderError
 
@@ -51,7 +52,7 @@ RewardCallable = Callable[[str, dict[str, Any], "Interaction"], Any]
 def check_kind(kind: str) -> str:
     """The kind itself, or an InputError that lists the kinds there are."""
     if kind not in KINDS:
-        raise InputError(f"unknown feedback kind {kind!r}; allowed: {', '.join(KINDS)}")
+        raise InputError(f"unknown feedback kind {short_name(kind)}; allowed: {', '.join(KINDS)}")
     return kind
 
 
@@ -125,6 +126,9 @@ def prepare_value(kind: str, value: Mapping[str, Any] | None, response: str) -> 
         edited = data.get("edited")
         if not isinstance(edited, str):
             raise InputError(f"feedback {kind!r} needs the edited output as text (edited=...)")
+        if not edited.strip():
+            # A blank edit is a cleared field, not a label: training on it would teach silence.
+            raise InputError(f"feedback {kind!r}: the edited output is empty")
         data["changed"] = round(changed_fraction(response, edited), 6)
     if kind == "validation":
         score = data.get("score")

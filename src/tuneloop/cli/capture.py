@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 PROGRESS_MIN_BYTES = 1_000_000  # smaller files import in a blink: no bar
 MAX_ERRORS_SHOWN = 20
+EXIT_SOME_SKIPPED = 1  # some lines were bad; the others are stored
+EXIT_NOTHING_DONE = 2  # no line could be stored (also the exit code of any error)
 BAR_WIDTH = 40
 
 log_app = typer.Typer(
@@ -44,7 +46,9 @@ def import_command(
 ) -> None:
     """Import calls from a JSONL file (tuneloop or OpenAI fine-tuning lines).
 
-    Bad lines are listed and skipped; the exit code is then 1, so scripts notice.
+    Lines already stored (same id, or same content) are not stored again, so an interrupted
+    import can simply be run again. Bad lines are listed (FILE:LINE: reason) and skipped.
+    Exit code: 0 every line is stored, 1 some lines were skipped, 2 nothing could be imported.
     """
     from tuneloop.capture.importer import import_jsonl
 
@@ -69,7 +73,8 @@ def import_command(
     if len(report.errors) > MAX_ERRORS_SHOWN:
         err_console.print(f"  … and {len(report.errors) - MAX_ERRORS_SHOWN} more bad lines")
     if report.skipped:
-        raise typer.Exit(1)
+        done = report.stored + report.opted_out
+        raise typer.Exit(EXIT_SOME_SKIPPED if done else EXIT_NOTHING_DONE)
 
 
 @log_app.command("mark-abandoned")

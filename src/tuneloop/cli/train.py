@@ -36,6 +36,7 @@ def train(
     """Fine-tune on a dataset version (LoRA by default); registers the task's next version."""
     from tuneloop.curate.build import resolve_dataset
     from tuneloop.registry import resolve_version
+    from tuneloop.store import JobEventKind
     from tuneloop.train import train_model
 
     config, store = load(config_path, **overrides)
@@ -53,14 +54,14 @@ def train(
         bar = bars.add_task(f"train {task} on {chosen.label}", total=None, loss="–")
 
         def on_event(event: dict[str, Any]) -> None:
-            if event["kind"] == "metric":
+            if event["kind"] == JobEventKind.METRIC:
                 bars.update(
                     bar,
                     completed=event["step"],
                     total=event["total_steps"],
                     loss=f"{event['loss']:.3f}",
                 )
-            elif event["kind"] == "log":
+            elif event["kind"] == JobEventKind.LOG:
                 bars.console.print(event["message"])
 
         version = train_model(store, config, chosen, task=task, parent=parent, progress=on_event)

@@ -135,6 +135,7 @@ def run_demo(
     from tuneloop.evaluate.runner import evaluate_provider
     from tuneloop.providers import CallableProvider, build_provider
     from tuneloop.registry import provider_for_version, update_metrics
+    from tuneloop.store import JobEventKind
     from tuneloop.synth import generate_examples
     from tuneloop.train import train_model
 
@@ -217,7 +218,7 @@ def run_demo(
     train_progress = progress("train v1", 1)
 
     def on_train_event(event: dict[str, Any]) -> None:
-        if event.get("kind") == "metric":
+        if event.get("kind") == JobEventKind.METRIC:
             train_progress(event["step"], event["total_steps"])
 
     version = train_model(tl.store, config, dataset, task=DEMO_TASK, progress=on_train_event)

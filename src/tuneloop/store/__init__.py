@@ -11,6 +11,8 @@ from tuneloop.store.models import (
     Interaction,
     Job,
     JobEvent,
+    JobEventKind,
+    JobStatus,
     ModelVersion,
     OptOut,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "Interaction",
     "Job",
     "JobEvent",
+    "JobEventKind",
+    "JobStatus",
     "ModelVersion",
     "OptOut",
     "Store",

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from tuneloop.store.engine import Store
-from tuneloop.store.models import Job, JobEvent, utcnow
+from tuneloop.store.models import Job, JobEvent, JobEventKind, JobStatus, utcnow
 
 FLUSH_EVERY_S = 1.0
 
@@ -37,7 +37,7 @@ class JobRecorder:
                 backend=backend,
                 dataset_id=dataset_id,
                 config=config or {},
-                status="queued",
+                status=JobStatus.QUEUED,
             )
             session.add(job)
         self.job_id: int = job.id
@@ -47,12 +47,12 @@ class JobRecorder:
     def __enter__(self) -> JobRecorder:
         with self.store.session() as session:
             job = session.get_one(Job, self.job_id)
-            job.status, job.started_at = "running", utcnow()
+            job.status, job.started_at = JobStatus.RUNNING, utcnow()
         return self
 
-    def event(self, kind: str, data: dict[str, Any]) -> None:
+    def event(self, kind: JobEventKind | str, data: dict[str, Any]) -> None:
         self._buffer.append(
-            JobEvent(job_id=self.job_id, kind=kind, step=data.get("step"), data=data)
+            JobEvent(job_id=self.job_id, kind=JobEventKind(kind), step=data.get("step"), data=data)
         )
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
@@ -79,7 +79,9 @@ class JobRecorder:
             job = session.get_one(Job, self.job_id)
             job.finished_at = utcnow()
             if exc is None:
-                job.status, job.result = "succeeded", getattr(self, "_result", {})
+                job.status, job.result = JobStatus.SUCCEEDED, getattr(self, "_result", {})
             else:
-                job.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+                job.status = (
+                    JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
+                )
                 job.error = f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -67,6 +68,9 @@ class Interaction(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     prompt_hash: Mapped[str] = mapped_column(String(64), default="")
+    # The caller's id for the call, or a content hash of it: logging or importing the same call
+    # again finds this row instead of adding a second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     latency_ms: Mapped[float | None] = mapped_column(Float)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -86,6 +90,7 @@ class Interaction(Base):
         Index(None, "prompt_hash"),
         Index(None, "tenant"),
         Index(None, "session_id", "created_at"),
+        Index(None, "idempotency_key", unique=True),
     )
 
 
@@ -131,6 +136,9 @@ class Dataset(Base):
     path: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when rows were removed from this version after it was built (a tenant's deletion
+    # request): its files were rewritten, and models trained on it still saw those rows.
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     examples: Mapped[list[DatasetExample]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan"
@@ -159,6 +167,26 @@ class DatasetExample(Base):
     dataset: Mapped[Dataset] = relationship(back_populates="examples")
 
 
+class JobStatus(StrEnum):
+    """Where a job is in its life; every status but queued and running is final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # asked to stop (``jobs cancel``, SIGTERM, Ctrl-C) and stopped
+    INTERRUPTED = "interrupted"  # stopped by a signal before it could finish a step
+    STALE = "stale"  # its process died without a word: no heartbeat for too long
+
+
+class JobEventKind(StrEnum):
+    """What a job event records."""
+
+    METRIC = "metric"  # loss, learning rate, throughput at a step
+    LOG = "log"  # a human-readable line
+    PROGRESS = "progress"  # done / total, ETA
+
+
 class Job(Base):
     """A unit of long-running work (training, evaluation) with a status others can watch."""
 
@@ -167,7 +195,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(40))  # train | evaluate | curate | synth
     backend: Mapped[str] = mapped_column(String(40), default="local")
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -176,6 +204,12 @@ class Job(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # Refreshed by the running process; a running job whose heartbeat is old has died.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
+    # Set by ``jobs cancel``; the running process stops at its next step.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.id"
@@ -190,7 +224,7 @@ class JobEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    kind: Mapped[str] = mapped_column(String(20))  # metric | log | progress
+    kind: Mapped[str] = mapped_column(String(20))  # a JobEventKind
     step: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

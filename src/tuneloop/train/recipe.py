@@ -18,6 +18,7 @@ from typing import Any
 
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
+from tuneloop.store import JobEventKind
 from tuneloop.train.data import TokenizedExample, collate, tokenize_examples
 from tuneloop.train.precision import autocast, resolve_precision
 
@@ -102,7 +103,7 @@ def finetune(
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     emit(
-        "log",
+        JobEventKind.LOG,
         {
             "message": f"{config.method} on {config.base_model}: {trainable:,} of {total:,} "
             f"parameters trainable, device {device}, {precision}"
@@ -113,7 +114,7 @@ def finetune(
     eval_set, eval_dropped = tokenize_examples(tokenizer, eval_examples, config.max_length)
     if dropped or eval_dropped:
         emit(
-            "log",
+            JobEventKind.LOG,
             {
                 "message": f"dropped {dropped} train and {eval_dropped} eval examples whose "
                 f"answer does not fit in max_length={config.max_length} tokens (or is empty)",
@@ -168,7 +169,7 @@ def finetune(
             loss_curve.append((step, mean_loss))
             elapsed = time.perf_counter() - started
             emit(
-                "metric",
+                JobEventKind.METRIC,
                 {
                     "step": step,
                     "total_steps": total_steps,
@@ -205,7 +206,10 @@ def finetune(
         dropped_examples=dropped,
         loss_curve=loss_curve,
     )
-    emit("log", {"message": f"saved {config.method} weights to {out_dir}", **result.metrics()})
+    emit(
+        JobEventKind.LOG,
+        {"message": f"saved {config.method} weights to {out_dir}", **result.metrics()},
+    )
     return result
 
 
