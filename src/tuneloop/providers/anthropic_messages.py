@@ -242,9 +242,10 @@ class AnthropicProvider(RemoteProvider):
             return self.map_status(exc.status_code, error_detail(exc), exc.response.headers)
         if isinstance(exc, anthropic.APIError):  # an error event inside the stream
             return self.malformed(exc)
-        if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
-            return self.malformed(exc)
-        raise exc
+        mapped = self.map_common(exc)
+        if mapped is None:
+            raise exc
+        return mapped
 
 
 def _input_tokens(usage: Any) -> int | None:

@@ -172,9 +172,10 @@ class OpenAIChatProvider(RemoteProvider):
             return self.map_status(exc.status_code, error_detail(exc), exc.response.headers)
         if isinstance(exc, openai.APIError):  # an error event inside a stream
             return self.malformed(exc)
-        if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
-            return self.malformed(exc)  # bad JSON in an event, an unexpected shape
-        raise exc
+        mapped = self.map_common(exc)
+        if mapped is None:
+            raise exc
+        return mapped
 
 
 class _StreamState:

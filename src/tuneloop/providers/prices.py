@@ -39,6 +39,7 @@ PRICES: dict[str, Price] = {
     # Anthropic
     "claude-opus-4": Price(15.00, 75.00),
     "claude-opus-4-1": Price(15.00, 75.00),
+    "claude-opus-4-5": Price(5.00, 25.00),
     "claude-sonnet-4": Price(3.00, 15.00),
     "claude-sonnet-4-5": Price(3.00, 15.00),
     "claude-3-7-sonnet": Price(3.00, 15.00),
@@ -63,8 +64,8 @@ def price_for(model: str) -> Price | None:
     """The table's price of ``model`` (exact id, else the longest listed prefix), or None."""
     candidates = [model]
     vendor, slash, rest = model.partition("/")
-    if slash and vendor in ("openai", "anthropic"):
-        candidates.append(rest.replace(".", "-"))  # openrouter: anthropic/claude-sonnet-4.5
+    if slash and vendor in ("openai", "anthropic"):  # OpenRouter: anthropic/claude-sonnet-4.5
+        candidates.extend([rest, rest.replace(".", "-")])
     for candidate in candidates:
         if candidate in PRICES:
             return PRICES[candidate]

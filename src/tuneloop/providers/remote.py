@@ -10,6 +10,7 @@ client, and are scrubbed from every error message.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import random
 import time
@@ -402,6 +403,17 @@ class RemoteProvider(BaseProvider):
             return ProviderUnavailable(f"{where}: {detail}", status=status)
         return BadRequest(f"{where}: {detail}", status=status)
 
+    def map_common(self, exc: BaseException) -> ProviderError | None:
+        """Errors that look the same whatever the client: raw transport errors, bad data."""
+        timeouts, transports = transport_errors()
+        if isinstance(exc, timeouts):
+            return self.map_transport(exc, timeout=True)
+        if isinstance(exc, transports):
+            return self.map_transport(exc, timeout=False)
+        if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
+            return self.malformed(exc)  # bad JSON in an event, an unexpected shape
+        return None
+
     def map_transport(self, exc: BaseException, *, timeout: bool) -> ProviderError:
         if timeout:
             return ProviderTimeout(f"{self.name}: no answer in time from {self.base_url}")
@@ -414,6 +426,24 @@ class RemoteProvider(BaseProvider):
         return ProviderUnavailable(
             f"{self.name}: malformed response ({type(exc).__name__}: {self.redact(str(exc))})"
         )
+
+
+def transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(timeout classes, other transport classes) of the HTTP libraries under the clients.
+
+    The clients wrap transport errors of the request itself, but an error while a streamed body
+    is being read can reach us raw.
+    """
+    timeouts: list[type[BaseException]] = []
+    transports: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transports.append(module.TransportError)
+    return tuple(timeouts), tuple(transports)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
