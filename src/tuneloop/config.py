@@ -323,6 +323,10 @@ def load_config(
         raise ConfigError(_describe_validation_error(exc, origins)) from None
     if not config.workspace.is_absolute():
         config.workspace = base_dir / config.workspace
+    for provider in config.providers.values():
+        output = provider.output
+        if output is not None and output.schema_path and not output.schema_path.is_absolute():
+            output.schema_path = base_dir / output.schema_path
     return config
 
 

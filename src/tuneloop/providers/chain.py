@@ -10,11 +10,13 @@ after that ends the stream with ``StreamInterrupted``.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tuneloop.providers.base import (
     Attempt,
@@ -36,6 +38,9 @@ from tuneloop.providers.errors import (
     error_kind,
 )
 from tuneloop.providers.retry import Clock, Deadline
+
+if TYPE_CHECKING:
+    from tuneloop.providers.output import OutputCheck
 
 FALLBACK_GROUPS = ("any", "retryable", "final")
 
@@ -133,6 +138,7 @@ class FallbackChain(BaseProvider):
         breaker: BreakerSettings | None = BreakerSettings(),
         timeout_s: float | None = None,
         clock: Clock = time.monotonic,
+        output: OutputCheck | None = None,
     ) -> None:
         if not members:
             raise ProviderError("a chain needs at least one provider")
@@ -140,10 +146,21 @@ class FallbackChain(BaseProvider):
         self.name = name or "chain:" + ",".join(member.name for member in self.members)
         self.fallback_on = check_fallback_on(fallback_on)
         self.timeout_s = timeout_s
+        self.output = output
         self._clock = clock
         self.breakers = tuple(
             CircuitBreaker(breaker, clock) if breaker is not None else None for _ in self.members
         )
+
+    def with_output(self, check: OutputCheck) -> FallbackChain:
+        """The same chain (same members and circuit breakers) checking each member's answer."""
+        chain = copy.copy(self)
+        chain.output = check
+        return chain
+
+    def _accept(self, completion: Completion) -> Completion:
+        """A member's answer after the chain's output check (``InvalidOutput`` falls through)."""
+        return completion if self.output is None else self.output.apply(completion)
 
     # -- decisions shared by the four ways of calling -------------------------------------
 
@@ -241,8 +258,8 @@ class FallbackChain(BaseProvider):
                 continue
             started = time.perf_counter()
             try:
-                completion = member.complete(
-                    messages, options=self._member_options(options, deadline)
+                completion = self._accept(
+                    member.complete(messages, options=self._member_options(options, deadline))
                 )
             except ProviderError as error:
                 self._failed(index, error, started, trail)
@@ -260,8 +277,10 @@ class FallbackChain(BaseProvider):
                 continue
             started = time.perf_counter()
             try:
-                completion = await member.acomplete(
-                    messages, options=self._member_options(options, deadline)
+                completion = self._accept(
+                    await member.acomplete(
+                        messages, options=self._member_options(options, deadline)
+                    )
                 )
             except ProviderError as error:
                 self._failed(index, error, started, trail)
@@ -283,10 +302,9 @@ class FallbackChain(BaseProvider):
                     messages, options=self._member_options(options, deadline)
                 ):
                     if chunk.completion is not None:
+                        final = self._accept(chunk.completion)
                         settled = True
-                        yield StreamChunk(
-                            completion=self._succeeded(index, chunk.completion, started, trail)
-                        )
+                        yield StreamChunk(completion=self._succeeded(index, final, started, trail))
                         return
                     if chunk.text:
                         delivered = True
@@ -316,10 +334,9 @@ class FallbackChain(BaseProvider):
                     messages, options=self._member_options(options, deadline)
                 ):
                     if chunk.completion is not None:
+                        final = self._accept(chunk.completion)
                         settled = True
-                        yield StreamChunk(
-                            completion=self._succeeded(index, chunk.completion, started, trail)
-                        )
+                        yield StreamChunk(completion=self._succeeded(index, final, started, trail))
                         return
                     if chunk.text:
                         delivered = True

@@ -102,13 +102,14 @@ def build_from_settings(
     provider: Provider
     if settings.kind == "chain":
         from tuneloop.providers.chain import BreakerSettings, FallbackChain
+        from tuneloop.providers.output import OutputCheck
 
         if not settings.members:
             raise ProviderError(f"chain {name!r} has no members")
         if name in settings.members or f"provider:{name}" in settings.members:
             raise ProviderError(f"chain {name!r} lists itself as a member")
         breaker = settings.breaker
-        provider = FallbackChain(
+        return FallbackChain(
             [
                 build_provider(member, store=store, device=device, providers=providers)
                 for member in settings.members
@@ -119,6 +120,7 @@ def build_from_settings(
             if breaker is not None
             else None,
             timeout_s=settings.timeout_s if "timeout_s" in settings.model_fields_set else None,
+            output=OutputCheck.from_config(settings.output) if settings.output else None,
         )
     elif settings.kind == "callable":
         provider = CallableProvider(settings.model, name=name)
@@ -129,6 +131,10 @@ def build_from_settings(
         from tuneloop.providers.remote import build_remote
 
         provider = build_remote(name, settings)
+    if settings.output is not None:
+        from tuneloop.providers.output import OutputCheck, checked
+
+        provider = checked(provider, OutputCheck.from_config(settings.output))
     return provider
 
 
