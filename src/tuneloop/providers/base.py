@@ -78,7 +78,8 @@ class Attempt:
     def describe(self) -> str:
         if self.outcome == "ok":
             return f"{self.provider}: ok ({self.latency_ms:.0f} ms)"
-        return f"{self.provider}: {self.outcome} ({self.error}: {self.detail})"
+        detail = (self.detail or "").removeprefix(f"{self.provider}: ")
+        return f"{self.provider}: {self.outcome} ({self.error}: {detail})"
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,9 @@ class FallbackChain(BaseProvider):
             or error_kind(error) in kinds
         )
 
-    def _plan(self, options: RequestOptions) -> tuple[Deadline, list[Attempt]]:
+    def _plan(self, options: RequestOptions) -> tuple[Deadline, list[Attempt], float]:
         seconds = [s for s in (self.timeout_s, options.timeout_s) if s is not None]
-        return Deadline(min(seconds) if seconds else None, self._clock), []
+        return Deadline(min(seconds) if seconds else None, self._clock), [], time.perf_counter()
 
     def _admit(self, index: int, deadline: Deadline, trail: list[Attempt]) -> bool:
         member, breaker = self.members[index], self.breakers[index]
@@ -220,8 +220,14 @@ class FallbackChain(BaseProvider):
             raise error
 
     def _succeeded(
-        self, index: int, completion: Completion, started: float, trail: list[Attempt]
+        self,
+        index: int,
+        completion: Completion,
+        started: float,
+        begun: float,
+        trail: list[Attempt],
     ) -> Completion:
+        """The answer, with the trail so far and the chain's whole latency (failed tries too)."""
         breaker = self.breakers[index]
         if breaker is not None:
             breaker.record_success()
@@ -230,7 +236,9 @@ class FallbackChain(BaseProvider):
                 self.members[index].name, "ok", latency_ms=(time.perf_counter() - started) * 1000
             ),
         )
-        return completion.replace(trail=(*trail, *own))
+        return completion.replace(
+            trail=(*trail, *own), latency_ms=(time.perf_counter() - begun) * 1000
+        )
 
     def _exhausted(self, trail: list[Attempt]) -> AllProvidersFailed:
         summary = "; ".join(attempt.describe() for attempt in trail)
@@ -252,7 +260,7 @@ class FallbackChain(BaseProvider):
     # -- the four ways of calling ----------------------------------------------------------
 
     def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
-        deadline, trail = self._plan(options)
+        deadline, trail, begun = self._plan(options)
         for index, member in enumerate(self.members):
             if not self._admit(index, deadline, trail):
                 continue
@@ -267,11 +275,11 @@ class FallbackChain(BaseProvider):
             except BaseException:
                 self._abandon(index)
                 raise
-            return self._succeeded(index, completion, started, trail)
+            return self._succeeded(index, completion, started, begun, trail)
         raise self._exhausted(trail)
 
     async def _acomplete(self, messages: list[Message], options: RequestOptions) -> Completion:
-        deadline, trail = self._plan(options)
+        deadline, trail, begun = self._plan(options)
         for index, member in enumerate(self.members):
             if not self._admit(index, deadline, trail):
                 continue
@@ -288,11 +296,11 @@ class FallbackChain(BaseProvider):
             except BaseException:
                 self._abandon(index)
                 raise
-            return self._succeeded(index, completion, started, trail)
+            return self._succeeded(index, completion, started, begun, trail)
         raise self._exhausted(trail)
 
     def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
-        deadline, trail = self._plan(options)
+        deadline, trail, begun = self._plan(options)
         for index, member in enumerate(self.members):
             if not self._admit(index, deadline, trail):
                 continue
@@ -304,7 +312,9 @@ class FallbackChain(BaseProvider):
                     if chunk.completion is not None:
                         final = self._accept(chunk.completion)
                         settled = True
-                        yield StreamChunk(completion=self._succeeded(index, final, started, trail))
+                        yield StreamChunk(
+                            completion=self._succeeded(index, final, started, begun, trail)
+                        )
                         return
                     if chunk.text:
                         delivered = True
@@ -324,7 +334,7 @@ class FallbackChain(BaseProvider):
     async def _astream(
         self, messages: list[Message], options: RequestOptions
     ) -> AsyncIterator[StreamChunk]:
-        deadline, trail = self._plan(options)
+        deadline, trail, begun = self._plan(options)
         for index, member in enumerate(self.members):
             if not self._admit(index, deadline, trail):
                 continue
@@ -336,7 +346,9 @@ class FallbackChain(BaseProvider):
                     if chunk.completion is not None:
                         final = self._accept(chunk.completion)
                         settled = True
-                        yield StreamChunk(completion=self._succeeded(index, final, started, trail))
+                        yield StreamChunk(
+                            completion=self._succeeded(index, final, started, begun, trail)
+                        )
                         return
                     if chunk.text:
                         delivered = True
