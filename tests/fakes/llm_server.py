@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -291,14 +290,10 @@ class FakeLLMServer:
     """The three fakes on one loopback port; ``start()`` returns once it accepts requests."""
 
     def __init__(self) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        root = f"http://127.0.0.1:{self.port}"
-        self.openai = FakeAPI("openai", "/openai", f"{root}/openai/v1")
-        self.together = FakeAPI("together", "/together", f"{root}/together/v1")
-        self.anthropic = FakeAPI("anthropic", "/anthropic", f"{root}/anthropic")
+        self.port = 0  # chosen by the OS when the server starts
+        self.openai = FakeAPI("openai", "/openai", "")
+        self.together = FakeAPI("together", "/together", "")
+        self.anthropic = FakeAPI("anthropic", "/anthropic", "")
         self._counter = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -381,8 +376,12 @@ class FakeLLMServer:
     def start(self) -> FakeLLMServer:
         import uvicorn
 
+        # uvicorn binds the port itself: a socket handed in through ``sockets=`` loses
+        # TCP_NODELAY, which adds ~40 ms (Nagle + delayed ACK) to every response.
         config = uvicorn.Config(
             self.app(),
+            host="127.0.0.1",
+            port=0,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
@@ -390,10 +389,7 @@ class FakeLLMServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
-            name="fake-llm-server",
-            daemon=True,
+            target=self._server.run, name="fake-llm-server", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + 10
@@ -401,6 +397,11 @@ class FakeLLMServer:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the fake LLM server did not start")
             time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        root = f"http://127.0.0.1:{self.port}"
+        self.openai.base_url = f"{root}/openai/v1"
+        self.together.base_url = f"{root}/together/v1"
+        self.anthropic.base_url = f"{root}/anthropic"
         return self
 
     def stop(self) -> None:
@@ -408,7 +409,6 @@ class FakeLLMServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._socket.close()
 
     def reset(self) -> None:
         for api in (self.openai, self.together, self.anthropic):
