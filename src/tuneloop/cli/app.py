@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their groups appear in --help. Each defines register(app).
-COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "demo"]
+COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "providers", "demo"]
 
 
 @app.command()
