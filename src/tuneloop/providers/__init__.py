@@ -39,8 +39,11 @@ from tuneloop.providers.factory import (
     build_provider,
     provider_for_version,
 )
+from tuneloop.providers.output import checked, json_check
+from tuneloop.providers.remote import KINDS, key_env_of
 
 __all__ = [
+    "KINDS",
     "SPEC_HELP",
     "AllProvidersFailed",
     "Attempt",
@@ -67,6 +70,9 @@ __all__ = [
     "StreamInterrupted",
     "build_from_settings",
     "build_provider",
+    "checked",
     "error_kind",
+    "json_check",
+    "key_env_of",
     "provider_for_version",
 ]

@@ -1,6 +1,7 @@
 """The store: SQLAlchemy tables shared by every stage, SQLite by default, PostgreSQL by URL."""
 
 from tuneloop.store.engine import Store
+from tuneloop.store.jobs import JobRecorder
 from tuneloop.store.models import (
     Base,
     Dataset,
@@ -15,6 +16,8 @@ from tuneloop.store.models import (
     JobStatus,
     ModelVersion,
     OptOut,
+    new_id,
+    utcnow,
 )
 
 __all__ = [
@@ -28,8 +31,11 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobEventKind",
+    "JobRecorder",
     "JobStatus",
     "ModelVersion",
     "OptOut",
     "Store",
+    "new_id",
+    "utcnow",
 ]
