@@ -14,10 +14,25 @@ from tuneloop.evaluate.metrics import (
     tree_similarity,
     valid_json,
 )
+from tuneloop.evaluate.ratings import (
+    Battle,
+    Rating,
+    battle,
+    bootstrap_bradley_terry,
+    bradley_terry,
+    interval_ranks,
+    leaderboard,
+    online_elo,
+    read_battles,
+    score_battles,
+    write_battles,
+)
 from tuneloop.evaluate.report import (
     breakdown_table,
     comparison_dict,
     comparison_table,
+    leaderboard_markdown,
+    leaderboard_table,
     run_errors,
 )
 from tuneloop.evaluate.runner import (
@@ -32,11 +47,16 @@ from tuneloop.evaluate.runner import (
 from tuneloop.evaluate.stats import Estimate, bootstrap_mean, breakdown, group_value
 
 __all__ = [
+    "Battle",
     "Estimate",
     "MetricFn",
+    "Rating",
     "aggregate",
     "attach_metadata",
+    "battle",
+    "bootstrap_bradley_terry",
     "bootstrap_mean",
+    "bradley_terry",
     "breakdown",
     "breakdown_table",
     "comparison_dict",
@@ -44,14 +64,22 @@ __all__ = [
     "evaluate_provider",
     "exact_match",
     "group_value",
+    "interval_ranks",
+    "leaderboard",
+    "leaderboard_markdown",
+    "leaderboard_table",
+    "online_elo",
     "parse_json_output",
     "percentile",
+    "read_battles",
     "resolve_metrics",
     "run_errors",
+    "score_battles",
     "score_output",
     "split_reference",
     "structural_similarity",
     "text_similarity",
     "tree_similarity",
     "valid_json",
+    "write_battles",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from tuneloop.evaluate.ratings import Rating
 from tuneloop.store import EvalRun
 
 # (metric key, column title, format, higher is better)
@@ -148,3 +149,35 @@ def _best(rows: dict[str, dict[str, Any]], column: str, higher: bool) -> float |
     if not values:
         return None
     return max(values) if higher else min(values)
+
+
+def leaderboard_table(rows: Sequence[Rating], *, title: str | None = "leaderboard") -> Table:
+    """Bradley–Terry rating with its 95 % interval, interval rank, online Elo and the record."""
+    table = Table(title=title)
+    for header in ("rank", "model", "rating", "95% interval", "online Elo", "battles", "W-L-T"):
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for row in rows:
+        table.add_row(
+            str(row.rank),
+            row.model,
+            f"{row.rating:.0f}",
+            f"{row.low:.0f} – {row.high:.0f}",
+            f"{row.elo:.0f}",
+            str(row.battles),
+            f"{row.wins}-{row.losses}-{row.ties}",
+        )
+    return table
+
+
+def leaderboard_markdown(rows: Sequence[Rating]) -> str:
+    """The leaderboard as a markdown table."""
+    lines = [
+        "| rank | model | rating | 95% interval | online Elo | battles | W-L-T |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.rank} | {r.model} | {r.rating:.0f} | {r.low:.0f} – {r.high:.0f} | {r.elo:.0f} "
+        f"| {r.battles} | {r.wins}-{r.losses}-{r.ties} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
