@@ -5,6 +5,15 @@ Built-in scores (``metrics.score_output``) sit beside user metrics (``MetricFn``
 broken down by a metadata key (``stats``).
 """
 
+from tuneloop.evaluate.judges import (
+    JudgeCache,
+    JudgeError,
+    PairwiseJudge,
+    RubricJudge,
+    Trait,
+    Verdict,
+    reference_judge,
+)
 from tuneloop.evaluate.metrics import (
     exact_match,
     parse_json_output,
@@ -37,6 +46,7 @@ from tuneloop.evaluate.report import (
 )
 from tuneloop.evaluate.runner import (
     MetricFn,
+    Score,
     aggregate,
     attach_metadata,
     evaluate_provider,
@@ -49,8 +59,15 @@ from tuneloop.evaluate.stats import Estimate, bootstrap_mean, breakdown, group_v
 __all__ = [
     "Battle",
     "Estimate",
+    "JudgeCache",
+    "JudgeError",
     "MetricFn",
+    "PairwiseJudge",
     "Rating",
+    "RubricJudge",
+    "Score",
+    "Trait",
+    "Verdict",
     "aggregate",
     "attach_metadata",
     "battle",
@@ -72,6 +89,7 @@ __all__ = [
     "parse_json_output",
     "percentile",
     "read_battles",
+    "reference_judge",
     "resolve_metrics",
     "run_errors",
     "score_battles",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.errors import InputError, TuneloopError
@@ -19,14 +20,28 @@ from tuneloop.providers.base import Message, Provider
 from tuneloop.store import EvalResult, EvalRun, Store
 
 ProgressCallback = Callable[[int, int], None]
-MetricFn = Callable[[str, str | None, Mapping[str, Any]], float | None]
-"""A user metric: ``fn(output, reference, example) -> score`` (None when it does not apply)."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric value with the reason for it (a judge's explanation)."""
+
+    value: float
+    reason: str = ""
+
+
+MetricFn = Callable[[str, str | None, Mapping[str, Any]], "float | Score | None"]
+"""A user metric: ``fn(output, reference, example) -> score`` (None when it does not apply;
+a ``Score`` keeps a reason beside the value). A ``TuneloopError`` from it (a judge that could
+not answer) is recorded on the example; any other exception stops the run."""
 RESERVED_SCORES = frozenset(
     {
         "valid_json",
         "similarity",
         "similarity_kind",
         "exact_match",
+        "reasons",
+        "metric_errors",
         "error",
         "groups",
         "batch_size",
@@ -155,10 +170,18 @@ def _add_scores(
     for name, metric in metrics.items():
         try:
             value = metric(result.output, result.reference, example)
+        except TuneloopError as exc:  # a judge that failed on this example: record, go on
+            scores.setdefault("metric_errors", {})[name] = str(exc)
+            scores[name] = None
+            continue
         except Exception as exc:  # a user's metric: name it and the example, never the data
             raise InputError(
                 f"metric {name!r} raised {type(exc).__name__} on example {index}"
             ) from exc
+        if isinstance(value, Score):
+            if value.reason:
+                scores.setdefault("reasons", {})[name] = value.reason
+            value = value.value
         if value is not None and not isinstance(value, int | float):
             raise InputError(
                 f"metric {name!r} returned {type(value).__name__} on example {index}; "

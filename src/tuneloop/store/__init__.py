@@ -11,8 +11,10 @@ from tuneloop.store.models import (
     Interaction,
     Job,
     JobEvent,
+    JudgeAnswer,
     ModelVersion,
     OptOut,
+    StageChange,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "Interaction",
     "Job",
     "JobEvent",
+    "JudgeAnswer",
     "ModelVersion",
     "OptOut",
+    "StageChange",
     "Store",
 ]
