@@ -77,6 +77,7 @@ def evaluate_provider(
     progress: ProgressCallback | None = None,
     metrics: Mapping[str, MetricFn | str] | None = None,
     group_by: Sequence[str] = (),
+    resume_key: str | None = None,
 ) -> EvalRun:
     """Answer every example's prompt with ``provider`` (greedy), score it, store the run.
 
@@ -89,19 +90,42 @@ def evaluate_provider(
     A provider error on one example is recorded as a failed example with the error message
     (scored as empty output) and the run goes on; when the very first call fails the model is
     taken as unable to answer and the remaining examples are marked with that error without
-    calling it again (a model that cannot load is loaded once, not once per example). Results
-    are written in one transaction at the end, so no transaction stays open during slow model
-    calls. Providers that can answer a batch at once (``complete_batch``, e.g. local models)
-    get ``batch_size`` prompts per call; each answer's latency is then the batch's measured
-    wall time (what that request waited), and throughput is the batch throughput.
+    calling it again (a model that cannot load is loaded once, not once per example). No
+    transaction stays open during slow model calls. Providers that can answer a batch at once
+    (``complete_batch``, e.g. local models) get ``batch_size`` prompts per call; each answer's
+    latency is then the batch's measured wall time (what that request waited), and throughput
+    is the batch throughput.
+
+    Results are stored chunk by chunk while the run is ``running``. Given a ``resume_key`` (a
+    hash of what makes two runs the same: suite, model, examples, options), an unfinished run
+    with that key is continued: examples already answered are not asked again.
     """
     extra = resolve_metrics(metrics or {})
-    results: list[EvalResult] = []
+    run_id, done = _open_run(
+        store,
+        resume_key,
+        EvalRun(
+            task=task,
+            label=label,
+            provider=provider.name,
+            model_version_id=model_version_id,
+            dataset_id=dataset_id,
+            split=split,
+            metrics={},
+            status="running",
+            resume_key=resume_key,
+        ),
+    )
     total = len(examples)
     step = batch_size if hasattr(provider, "complete_batch") else 1
     first_failure: Exception | None = None
-    for start in range(0, total, step):
-        chunk = examples[start : start + step]
+    called = False
+    todo = [index for index in range(total) if index not in done]
+    if progress is not None and done:
+        progress(total - len(todo), total)
+    for start in range(0, len(todo), step):
+        indices = todo[start : start + step]
+        chunk = [examples[index] for index in indices]
         if first_failure is not None:
             chunk_results = [
                 _failed(example, first_failure, None, not_attempted=True) for example in chunk
@@ -110,27 +134,47 @@ def evaluate_provider(
             chunk_results = _run_batch(provider, chunk, max_new_tokens)
         else:
             chunk_results = [_run_one(provider, example, max_new_tokens) for example in chunk]
-        if start == 0 and chunk_results and all("error" in r.scores for r in chunk_results):
+        if not called and chunk_results and all("error" in r.scores for r in chunk_results):
             first_failure = _FirstFailure(chunk_results[0].scores["error"])
-        for offset, (example, result) in enumerate(zip(chunk, chunk_results, strict=True)):
-            _add_scores(result, example, extra, group_by, index=start + offset)
-        results.extend(chunk_results)
+        called = True
+        for index, example, result in zip(indices, chunk, chunk_results, strict=True):
+            _add_scores(result, example, extra, group_by, index=index)
+            result.example_index = index
+            result.run_id = run_id
+        with store.session() as session:  # each chunk is kept: an interrupted run resumes
+            session.add_all(chunk_results)
         if progress is not None:
-            progress(len(results), total)
+            progress(total - len(todo) + start + len(indices), total)
     with store.session() as session:
-        run = EvalRun(
-            task=task,
-            label=label,
-            provider=provider.name,
-            model_version_id=model_version_id,
-            dataset_id=dataset_id,
-            split=split,
-            metrics=aggregate(results, metrics=list(extra), group_by=group_by),
-            results=results,
-        )
-        session.add(run)
+        run = session.get_one(EvalRun, run_id)
+        results = list(run.results)
+        run.metrics = aggregate(results, metrics=list(extra), group_by=group_by)
+        run.status = "complete"
         session.flush()
     return run
+
+
+def _open_run(store: Store, resume_key: str | None, new: EvalRun) -> tuple[int, set[int]]:
+    """(run id, indices of examples already answered): the unfinished run with this
+    ``resume_key`` when there is one, else ``new``, stored."""
+    from sqlalchemy import select
+
+    with store.session() as session:
+        if resume_key is not None:
+            found = session.scalars(
+                select(EvalRun)
+                .where(EvalRun.resume_key == resume_key, EvalRun.status == "running")
+                .order_by(EvalRun.id.desc())
+                .limit(1)
+            ).first()
+            if found is not None:
+                indices = session.scalars(
+                    select(EvalResult.example_index).where(EvalResult.run_id == found.id)
+                )
+                return found.id, {index for index in indices if index is not None}
+        session.add(new)
+        session.flush()
+        return new.id, set()
 
 
 class _FirstFailure(Exception):
