@@ -151,6 +151,15 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(384, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per generate call for local models")
     max_examples: int | None = Field(None, ge=1, description="evaluate at most this many examples")
+    metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description='user metrics, name = "module:function"; the function takes '
+        "(output, reference, example) and returns a number or None",
+    )
+    group_by: list[str] = Field(
+        default_factory=list,
+        description="metadata keys to break results down by (e.g. wording, category)",
+    )
 
 
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
