@@ -19,15 +19,20 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from tuneloop.capture.client import Tuneloop
 from tuneloop.errors import InputError, StoreError
 
 Record = dict[str, Any]
 RETRY_S = 1.0  # how often a down store is tried again
+
+
+class CallWriter(Protocol):
+    """What the log writes through: capture's ``Tuneloop.log_many``."""
+
+    def log_many(self, records: Iterable[Mapping[str, Any]]) -> list[str | None]: ...
 
 
 class CallLog:
@@ -35,9 +40,10 @@ class CallLog:
 
     def __init__(
         self,
-        client: Tuneloop,
+        client: CallWriter,
         *,
         spill_dir: Path,
+        retry_s: float = RETRY_S,
         queue_size: int = 10_000,
         batch_size: int = 256,
         flush_s: float = 0.2,
@@ -48,6 +54,7 @@ class CallLog:
         self.client = client
         self.spill_dir = spill_dir
         self.batch_size = batch_size
+        self.retry_s = retry_s
         self.flush_s = flush_s
         self._queue: queue.Queue[Record] = queue.Queue(maxsize=queue_size)
         self._on_written = on_written or (lambda _count: None)
@@ -111,7 +118,8 @@ class CallLog:
             elif self._spilled_lines and time.monotonic() >= self._next_retry:
                 self._replay_own()
             if self._stop.is_set() and self._queue.empty():
-                if self._spilled_lines and self.store_ok:
+                if self._spilled_lines:  # one last try, whatever the retry clock says
+                    self._next_retry = 0.0
                     self._replay_own()
                 return
 
@@ -159,7 +167,7 @@ class CallLog:
                 stored = self._write_one_by_one(batch)
         except StoreError:
             self.store_ok = False
-            self._next_retry = time.monotonic() + RETRY_S
+            self._next_retry = time.monotonic() + self.retry_s
             return False
         self.store_ok = True
         self.written += stored
