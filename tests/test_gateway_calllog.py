@@ -63,12 +63,12 @@ def test_store_down_under_load_every_row_arrives_once(config_factory: Any, tmp_p
         retry_s=0.05,
     )
     log.start()
-    total, writers = 1200, 4
+    total, writers = 600, 4
 
     def produce(offset: int) -> None:
         for number in range(offset, total, writers):
             log.submit(record(number))
-            if number % 100 == 0:
+            if number % 50 == 0:
                 time.sleep(0.01)
 
     threads = [threading.Thread(target=produce, args=(n,)) for n in range(writers)]
@@ -76,7 +76,7 @@ def test_store_down_under_load_every_row_arrives_once(config_factory: Any, tmp_p
         thread.start()
     time.sleep(0.02)
     outage.down.set()  # the store stops while calls keep coming
-    time.sleep(0.4)
+    time.sleep(0.25)
     spilled_while_down = log.spilled
     outage.down.clear()
     for thread in threads:
