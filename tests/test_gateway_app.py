@@ -313,3 +313,23 @@ def test_api_keys_scope_tenants_and_feedback(tmp_path: Path) -> None:
             if path.is_file():
                 assert key.encode() not in path.read_bytes()
     store.close()
+
+
+def test_asking_again_in_a_session_marks_the_first_answer_regenerated(
+    gateway: tuple[str, Store],
+) -> None:
+    url, store = gateway
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+    for _ in range(2):
+        client.chat.completions.create(
+            model=TASK,
+            messages=[{"role": "user", "content": "a pricing page"}],
+            metadata={"session_id": "s9", "tenant": "acme", "screen": "pricing"},
+        )
+        wait_rows(store, 1)
+    first, second = wait_rows(store, 2)
+    assert (first.tenant, first.session_id) == ("acme", "s9")
+    assert first.metadata_["screen"] == "pricing" and "tenant" not in first.metadata_
+    with store.session() as session:
+        kinds = [f.kind for f in session.get_one(Interaction, first.id).feedback]
+    assert kinds == ["regenerated"] and first.id != second.id
