@@ -141,6 +141,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
 def find_litellm(given: str | None) -> str | None:
     if given:
         return given if Path(given).exists() else None
@@ -243,6 +249,12 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=20.0, help="upstream answer delay")
     parser.add_argument("--max-s", type=float, default=60.0, help="time limit per target")
     parser.add_argument("--litellm", help="path of the litellm executable (the peer)")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        help="extra requests through the gateway before its RSS is read again",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -319,6 +331,7 @@ def main() -> None:
         )
         processes.append(gateway)
         wait_http(f"http://127.0.0.1:{gw_port}/readyz", gateway)
+        rss_start = rss_mb(gateway.pid)
         ours = measure(
             "tuneloop",
             f"http://127.0.0.1:{gw_port}/v1/chat/completions",
@@ -327,12 +340,30 @@ def main() -> None:
             {"Authorization": f"Bearer {key}"},
         )
         results.append(ours)
+        soaked: list[float] = []
+        if args.soak:
+            soaked, _, _ = asyncio.run(
+                drive(
+                    f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                    TASK,
+                    args.soak,
+                    args.concurrency,
+                    3600,
+                    {"Authorization": f"Bearer {key}"},
+                )
+            )
+        rss_end = rss_mb(gateway.pid)
+        print(
+            f"    gateway RSS: {rss_start:.0f} MB after start, {rss_end:.0f} MB after "
+            f"{ours['ok'] + len(soaked)} requests",
+            flush=True,
+        )
         stop(gateway)  # drains the call log
         with sqlite3.connect(store_path) as db:
             stored = db.execute(
                 "SELECT count(*) FROM interactions WHERE source = 'gateway'"
             ).fetchone()[0]
-        answered = ours["ok"]  # warm-up included: it is logged too
+        answered = ours["ok"] + len(soaked)  # the warm-up is logged too
         logged = stored / answered if answered else 0.0
         print(f"    logged: {stored} of {answered} answered calls", flush=True)
 
@@ -399,6 +430,8 @@ def main() -> None:
         "p50_ms": round(ours["p50_ms"] - direct["p50_ms"], 2),
         "p99_ms": round(ours["p99_ms"] - direct["p99_ms"], 2),
         "logged": round(logged, 4),
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_end": round(rss_end, 1),
         "peer_p50_ms": round(peer["p50_ms"] - direct["p50_ms"], 2) if peer else None,
         "peer_p99_ms": round(peer["p99_ms"] - direct["p99_ms"], 2) if peer else None,
         "direct_req_s": round(direct["req_s"], 1),
