@@ -10,13 +10,12 @@ import json
 import time
 from typing import Any
 
-from tuneloop.errors import ProviderError
+from tuneloop.providers import ProviderUnavailable
 
 
-class FakeServerError(ProviderError):
+def server_error(message: str) -> ProviderUnavailable:
     """What a remote client raises on a 503 answer."""
-
-    status_code = 503
+    return ProviderUnavailable(message, status=503)
 
 
 def _last_user(messages: list[dict[str, Any]]) -> str:
@@ -60,7 +59,7 @@ def flaky_student(messages: list[dict[str, Any]]) -> dict[str, Any]:
     number = int(prompt.rsplit("case ", 1)[1]) if "case " in prompt else 9
     kind = number % 10
     if kind <= 2:
-        raise FakeServerError("student server answered 503")
+        raise server_error("student server answered 503")
     if kind == 3:
         time.sleep(1.0)
     if kind == 4:
@@ -69,7 +68,7 @@ def flaky_student(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def down(messages: list[dict[str, Any]]) -> str:
-    raise FakeServerError("provider answered 503")
+    raise server_error("provider answered 503")
 
 
 def refuse_prose(task: str, text: str) -> bool:
@@ -108,4 +107,4 @@ class Running:
 
 
 def also_down(messages: list[dict[str, Any]]) -> str:
-    raise FakeServerError("provider answered 503")
+    raise server_error("provider answered 503")

@@ -252,11 +252,11 @@ def test_fallback_headers_and_all_down_is_a_clean_502(tmp_path: Path) -> None:
             client.chat.completions.create(model=TASK, messages=[{"role": "user", "content": "x"}])
         assert caught.value.status_code == 502
         message = caught.value.message
-        assert f"{TASK}@v1: server_error" in message
-        assert "callable:gateway_fakes:down: server_error" in message
+        assert f"{TASK}@v1: unavailable" in message
+        assert "callable:gateway_fakes:down: unavailable" in message
         metrics = httpx.get(f"{url}/metrics").text
         assert (
-            'tuneloop_gateway_fallbacks_total{model="ui-layout@v1",reason="server_error"' in metrics
+            'tuneloop_gateway_fallbacks_total{model="ui-layout@v1",reason="unavailable"' in metrics
         )
     store.close()
 

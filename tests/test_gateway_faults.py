@@ -55,11 +55,11 @@ def test_flaky_student_every_request_valid_and_logged_once(tmp_path: Path) -> No
             time.sleep(0.05)
         metrics = httpx.get(f"{url}/metrics").text
     expected = {
-        0: "server_error",
-        1: "server_error",
-        2: "server_error",
+        0: "unavailable",
+        1: "unavailable",
+        2: "unavailable",
         3: "timeout",
-        4: "invalid_json",
+        4: "invalid_output",
     }
     for number, route, reason, text in results:
         answer = json.loads(text)
@@ -79,7 +79,7 @@ def test_flaky_student_every_request_valid_and_logged_once(tmp_path: Path) -> No
         trails = [row.metadata_["gateway"] for row in session.scalars(select(Interaction))]
     assert len(set(keys)) == REQUESTS
     assert sum(1 for info in trails if info["route"] == "fallback") == REQUESTS // 2
-    for reason, times in (("server_error", 18), ("timeout", 6), ("invalid_json", 6)):
+    for reason, times in (("unavailable", 18), ("timeout", 6), ("invalid_output", 6)):
         assert (
             f'tuneloop_gateway_fallbacks_total{{model="{TASK}@v1",reason="{reason}",'
             f'task="{TASK}"}} {times}.0'
@@ -100,11 +100,11 @@ def test_everything_down_502_then_503_while_cooling(tmp_path: Path) -> None:
     assert first.status_code == 502
     assert first.json()["error"]["type"] == "upstream_error"
     assert (
-        "ui-layout@v1: server_error; callable:gateway_fakes:down: server_error"
+        "ui-layout@v1: unavailable; callable:gateway_fakes:down: unavailable"
         in (first.json()["error"]["message"])
     )
     assert second.status_code == 503
-    assert "cooldown" in second.json()["error"]["message"]
+    assert "circuit_open" in second.json()["error"]["message"]
     for response in (first, second):
         assert "private prompt" not in response.text
     assert count(store) == 0

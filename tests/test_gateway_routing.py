@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tuneloop.errors import ProviderError
 from tuneloop.gateway.routing import (
     AnswerRejected,
     AnswerRules,
-    Cooldowns,
     StageRow,
     Target,
-    available,
     check_answer,
-    failure_reason,
     pick_route,
     plan,
     routes_from_stages,
@@ -66,42 +62,6 @@ def test_plan_ends_in_the_fallbacks_without_repeats() -> None:
     assert plan(student, [TEACHER]) == [student, TEACHER]
     assert plan(TEACHER, [TEACHER]) == [TEACHER]
     assert plan(None, [TEACHER]) == [TEACHER]
-
-
-def test_cooldown_after_consecutive_failures_then_back_after_the_wait() -> None:
-    cooldowns = Cooldowns(after=2, seconds=30)
-    student = Target("ui@v1", "registry:ui@v1")
-    cooldowns.failed(student.spec, now=0)
-    assert available([student, TEACHER], cooldowns, 1) == ([student, TEACHER], [])
-    cooldowns.failed(student.spec, now=1)
-    assert available([student, TEACHER], cooldowns, 2) == ([TEACHER], [student])
-    assert available([student, TEACHER], cooldowns, 31.5) == ([student, TEACHER], [])
-    cooldowns.failed(student.spec, now=40)
-    cooldowns.succeeded(student.spec)  # a success resets the count
-    cooldowns.failed(student.spec, now=41)
-    assert not cooldowns.cooling(student.spec, 42)
-
-
-class Status(ProviderError):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status_code = status
-
-
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (TimeoutError(), "timeout"),
-        (Status(429), "rate_limited"),
-        (Status(502), "server_error"),
-        (Status(400), "client_error"),
-        (ConnectionRefusedError(), "connection"),
-        (ProviderError("something"), "error"),
-        (AnswerRejected("schema", "x"), "schema"),
-    ],
-)
-def test_failure_reasons_by_type_and_status(error: BaseException, reason: str) -> None:
-    assert failure_reason(error) == reason
 
 
 def test_json_tasks_normalise_and_reject_prose() -> None:

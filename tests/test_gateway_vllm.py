@@ -74,3 +74,18 @@ def test_missing_files_and_foreign_tensors(tmp_path: Path) -> None:
     assert "cannot place" in adapter_problems(folder)[0]
     (folder / "adapter_model.safetensors").unlink()
     assert "no adapter_model.safetensors" in adapter_problems(folder)[0]
+
+
+@pytest.mark.slow
+def test_an_adapter_as_peft_saves_it_is_servable(tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from tuneloop.hfmodels import load_pretrained
+
+    _, model = load_pretrained("builtin:tiny")
+    adapter = get_peft_model(
+        model,
+        LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"]),
+    )
+    adapter.save_pretrained(str(tmp_path / "adapter"))
+    assert adapter_problems(tmp_path / "adapter") == []

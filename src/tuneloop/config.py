@@ -257,6 +257,7 @@ class ProviderSettings(Section):
                 raise ValueError(f"header {name!r} carries a secret; set api_key_env instead")
         return headers
 
+
 class GatewayConfig(Section):
     """The OpenAI-compatible gateway. Every key is also a ``tuneloop gateway`` option."""
 
@@ -275,8 +276,12 @@ class GatewayConfig(Section):
     )
     timeout_s: float = Field(30.0, gt=0, description="seconds each provider gets per call")
     cooldown_after: int = Field(
-        3, ge=1, description="consecutive failures after which a provider is skipped for a while"
+        3,
+        ge=1,
+        description="failures within cooldown_window_s after which a provider is skipped for "
+        "cooldown_s",
     )
+    cooldown_window_s: float = Field(60.0, gt=0, description="window in which failures count")
     cooldown_s: float = Field(30.0, ge=0, description="seconds a failing provider is skipped")
     sticky_by: Literal["session", "tenant"] = Field(
         "session", description="what keeps a user on the same side of a canary split"

@@ -22,7 +22,14 @@ app = typer.Typer(
 
 # Command modules, in the order their groups appear in --help. Each defines register(app).
 COMMAND_MODULES = [
-    "capture", "curate", "train", "registry", "evaluate", "providers", "gateway", "demo"
+    "capture",
+    "curate",
+    "train",
+    "registry",
+    "evaluate",
+    "providers",
+    "gateway",
+    "demo",
 ]
 
 

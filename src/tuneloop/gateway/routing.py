@@ -4,33 +4,22 @@ small state object, so tests drive routing without a server or a clock.
 A task's routes come from its registry stages: the production version takes the traffic, a canary
 version a configured share of it (sticky: the same user or session always lands on the same side),
 a shadow version answers a copy in the background. Every route ends in the fallback providers
-(the teacher by default): the routed version is tried first, then each fallback in order, skipping
-providers that are cooling down after repeated failures.
+(the teacher by default): :func:`plan` lists the routed version then each fallback, and the
+providers package's fallback chain tries them in order, skipping members whose circuit is open.
+:func:`check_answer` is what makes an answer count as a failure besides an error: prose where
+JSON was due, a schema failure, a validator's veto.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.jsontext import normalise_output
 
 ROUTES = ("production", "canary", "fallback", "direct")
-# Why the gateway moved on from a provider (also metric label values).
-REASONS = (
-    "connection",
-    "timeout",
-    "rate_limited",
-    "server_error",
-    "client_error",
-    "invalid_json",
-    "schema",
-    "validator",
-    "cooldown",
-    "error",
-)
 
 
 @dataclass(frozen=True)
@@ -120,72 +109,6 @@ def plan(first: Target | None, fallbacks: Sequence[Target]) -> list[Target]:
         if target.spec not in {seen.spec for seen in ordered}:
             ordered.append(target)
     return ordered
-
-
-@dataclass
-class Cooldowns:
-    """Consecutive failures per provider; after ``after`` of them it is skipped for ``seconds``.
-
-    Time is passed in, never read, so tests step it by hand.
-    """
-
-    after: int = 3
-    seconds: float = 30.0
-    failures: dict[str, int] = field(default_factory=dict)
-    until: dict[str, float] = field(default_factory=dict)
-
-    def cooling(self, spec: str, now: float) -> bool:
-        return self.until.get(spec, 0.0) > now
-
-    def failed(self, spec: str, now: float) -> None:
-        count = self.failures.get(spec, 0) + 1
-        self.failures[spec] = count
-        if count >= self.after and self.seconds > 0:
-            self.until[spec] = now + self.seconds
-            self.failures[spec] = 0
-
-    def succeeded(self, spec: str) -> None:
-        self.failures.pop(spec, None)
-        self.until.pop(spec, None)
-
-
-def available(
-    targets: Sequence[Target], cooldowns: Cooldowns, now: float
-) -> tuple[list[Target], list[Target]]:
-    """(to try, skipped because cooling down), order kept."""
-    ready = [target for target in targets if not cooldowns.cooling(target.spec, now)]
-    skipped = [target for target in targets if cooldowns.cooling(target.spec, now)]
-    return ready, skipped
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A provider failure → one of ``REASONS`` (by type and HTTP status, never by message)."""
-    if isinstance(exc, AnswerRejected):
-        return exc.reason
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    if isinstance(status, int):
-        if status == 429:
-            return "rate_limited"
-        if status == 408:
-            return "timeout"
-        if status >= 500:
-            return "server_error"
-        if status >= 400:
-            return "client_error"
-    if isinstance(exc, ConnectionError):
-        return "connection"
-    name = type(exc).__name__.lower()
-    for word, reason in (
-        ("timeout", "timeout"),
-        ("ratelimit", "rate_limited"),
-        ("connection", "connection"),
-        ("unavailable", "server_error"),
-    ):
-        if word in name:
-            return reason
-    return "error"
 
 
 class AnswerRejected(Exception):

@@ -1,8 +1,8 @@
 """The gateway's state and its answer to one call: route, try providers in order, log.
 
 One :class:`Gateway` per app (``create_app`` makes it); it owns the store connection, the
-providers, the cooldowns, the routes read from the registry, the API key scopes, the call log and
-the shadow workers. Nothing here is module-global, so several apps live side by side in tests.
+providers and fallback chains, the routes read from the registry, the API key scopes, the call
+log and the shadow workers. Nothing here is module-global, so several apps live side by side.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,30 +29,33 @@ from tuneloop.gateway.errors import APIError
 from tuneloop.gateway.keys import KeyScope, find_scope, load_scopes
 from tuneloop.gateway.metrics import GatewayMetrics
 from tuneloop.gateway.routing import (
-    AnswerRejected,
     AnswerRules,
-    Cooldowns,
     StageRow,
     Target,
     TaskRoutes,
-    available,
-    check_answer,
-    failure_reason,
     pick_route,
     plan,
     routes_from_stages,
     rules_for,
 )
 from tuneloop.gateway.types import ChatCompletionRequest
-from tuneloop.gateway.upstream import Upstream
-from tuneloop.providers import Completion, import_object
+from tuneloop.gateway.upstream import Checked, Upstream
+from tuneloop.imports import import_object
+from tuneloop.providers import (
+    AllProvidersFailed,
+    Attempt,
+    BreakerSettings,
+    Completion,
+    InvalidOutput,
+    RequestOptions,
+    error_kind,
+)
 from tuneloop.store import Interaction, ModelVersion, OptOut, Store
 
 log = logging.getLogger("tuneloop.gateway")
 
 ROUTED_STAGES = ("production", "canary", "shadow")
-# Failures a call may meet at a provider; anything else is a bug and surfaces as a 500.
-PROVIDER_FAILURES = (ProviderError, InputError, TimeoutError, AnswerRejected, OSError)
+BLOCKING_THREADS = 64
 
 
 def is_loopback(host: str) -> bool:
@@ -99,7 +103,7 @@ class ShadowJob:
     context: CallContext
     target: Target
     messages: list[dict[str, Any]]
-    request: ChatCompletionRequest
+    options: RequestOptions
 
 
 class Gateway:
@@ -112,8 +116,14 @@ class Gateway:
         self.store = store if store is not None else Store(config.store_url)
         self.client = Tuneloop(config, self.store)
         self.metrics = GatewayMetrics()
-        self.upstream = Upstream(self.store, timeout_s=settings.timeout_s, device=settings.device)
-        self.cooldowns = Cooldowns(settings.cooldown_after, settings.cooldown_s)
+        self.upstream = Upstream(
+            self.store,
+            timeout_s=settings.timeout_s,
+            device=settings.device,
+            breaker=BreakerSettings(
+                settings.cooldown_after, settings.cooldown_window_s, settings.cooldown_s
+            ),
+        )
         self.fallbacks = [Target(spec, spec) for spec in settings.fallback or [config.teacher]]
         self.validator = import_object(settings.validator) if settings.validator else None
         self.require_keys = not is_loopback(settings.host)
@@ -139,6 +149,11 @@ class Gateway:
     # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Blocking providers (callables, local models) answer in the loop's worker threads; a
+        # slow one keeps its thread after its deadline, so there must be plenty of them.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="tuneloop-provider")
+        )
         await asyncio.to_thread(self.reload)
         self.calllog.start()
         self._shadow_queue = asyncio.Queue(self.settings.shadow_queue)
@@ -155,7 +170,6 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.calllog.close)
-        self.upstream.close()
         self.store.close()
 
     def reload(self) -> None:
@@ -289,58 +303,63 @@ class Gateway:
             scope=scope,
         )
 
-    def rules(self, context: CallContext, request: ChatCompletionRequest) -> AnswerRules:
+    def rules(self, task: str, options: RequestOptions) -> AnswerRules:
         return rules_for(
-            context.task,
-            request.response_format,
+            task,
+            dict(options.response_format or {}) or None,
             json_tasks=self.settings.json_tasks,
             unwrap_keys=self.settings.unwrap_keys,
             validator=self.validator,
         )
 
     async def answer(self, request: ChatCompletionRequest, context: CallContext) -> Answer:
-        """Try the routed version, then each fallback; 502/503 naming every failure."""
+        """The routed version, then each fallback (one chain); 502/503 naming every failure."""
         routes = self.routes.get(context.task)
         if context.direct is not None:
             route, first = "direct", context.direct
         else:
             route, first = pick_route(routes, context.sticky_key)
-        ready, skipped = available(plan(first, self.fallbacks), self.cooldowns, time.monotonic())
-        trail = [{"model": target.name, "reason": "cooldown"} for target in skipped]
-        rules = self.rules(context, request)
+        targets = plan(first, self.fallbacks)
+        chain = self.upstream.chain(context.task, targets, self.rules)
         messages = request.message_dicts()
-        for target in ready:
-            try:
-                completion = await self.upstream.complete(
-                    target.spec,
-                    messages,
-                    max_tokens=request.token_limit,
-                    temperature=request.temperature,
-                    options=request.passthrough(),
-                )
-                text = check_answer(context.task, completion.text, rules)
-            except PROVIDER_FAILURES as exc:
-                reason = failure_reason(exc)
-                trail.append({"model": target.name, "reason": reason})
-                self.cooldowns.failed(target.spec, time.monotonic())
-                self.metrics.fallbacks.labels(context.task, target.name, reason).inc()
-                continue
-            self.cooldowns.succeeded(target.spec)
-            self.metrics.upstream_latency.labels(context.task, target.name).observe(
-                completion.latency_ms / 1000
-            )
-            served_route = route if target == first else "fallback"
-            self._shadow(context, routes, route, messages, request)
-            return Answer(text, completion, target, served_route, trail)
-        reasons = "; ".join(f"{step['model']}: {step['reason']}" for step in trail)
-        status = 503 if not ready else 502
-        self.metrics.requests.labels(context.task, "none", route, str(status)).inc()
-        raise APIError(
-            status,
-            f"no provider answered task {context.task!r} ({reasons})",
-            code="upstream_failed",
-            headers={"X-Tuneloop-Route": route, "X-Tuneloop-Fallback-Reason": reasons[:500]},
+        options = request.options()
+        try:
+            completion = await chain.acomplete(messages, options=options)
+        except AllProvidersFailed as exc:
+            self._count_failures(context.task, exc.trail)
+            reasons = "; ".join(f"{a.provider}: {a.error}" for a in exc.trail)
+            status = 503 if all(a.outcome == "skipped" for a in exc.trail) else 502
+            self.metrics.requests.labels(context.task, "none", route, str(status)).inc()
+            raise APIError(
+                status,
+                f"no provider answered task {context.task!r} ({reasons})",
+                code="upstream_failed",
+                headers={"X-Tuneloop-Route": route, "X-Tuneloop-Fallback-Reason": reasons[:500]},
+            ) from None
+        self._count_failures(context.task, completion.trail)
+        by_name = {target.name: target for target in targets}
+        answered = next(
+            (a.provider for a in reversed(completion.trail) if a.outcome == "ok"), targets[-1].name
         )
+        target = by_name.get(answered, targets[-1])
+        trail = [
+            {"model": a.provider, "reason": a.error or a.outcome, "detail": a.detail or ""}
+            for a in completion.trail
+            if a.outcome != "ok"
+        ]
+        self.metrics.upstream_latency.labels(context.task, target.name).observe(
+            completion.latency_ms / 1000
+        )
+        served_route = route if target == first else "fallback"
+        self._shadow(context, routes, route, messages, options)
+        return Answer(completion.text, completion, target, served_route, trail)
+
+    def _count_failures(self, task: str, trail: tuple[Attempt, ...]) -> None:
+        for attempt in trail:
+            if attempt.outcome != "ok":
+                self.metrics.fallbacks.labels(
+                    task, attempt.provider, attempt.error or attempt.outcome
+                ).inc()
 
     def finish(self, request: ChatCompletionRequest, context: CallContext, answer: Answer) -> None:
         """Metrics and the log record of an answered call (never blocks on the store)."""
@@ -421,7 +440,7 @@ class Gateway:
         routes: TaskRoutes | None,
         route: str,
         messages: list[dict[str, Any]],
-        request: ChatCompletionRequest,
+        options: RequestOptions,
     ) -> None:
         if (
             routes is None
@@ -433,7 +452,7 @@ class Gateway:
         if context.tenant is not None and context.tenant in self.opted_out:
             return
         try:
-            self._shadow_queue.put_nowait(ShadowJob(context, routes.shadow, messages, request))
+            self._shadow_queue.put_nowait(ShadowJob(context, routes.shadow, messages, options))
         except asyncio.QueueFull:
             self.metrics.shadow.labels(context.task, routes.shadow.name, "dropped").inc()
         self.metrics.shadow_queue.set(self._shadow_queue.qsize())
@@ -448,22 +467,20 @@ class Gateway:
         """Answer a copy with the shadow version and log it linked to the served call."""
         context, target = job.context, job.target
         started = time.perf_counter()
+        member = Checked(
+            target, context.task, self.rules, self.settings.timeout_s, self.upstream.provider
+        )
         try:
-            completion = await self.upstream.complete(
-                target.spec,
-                job.messages,
-                max_tokens=job.request.token_limit,
-                temperature=job.request.temperature,
-                options=job.request.passthrough(),
-            )
-        except PROVIDER_FAILURES as exc:
-            self.metrics.shadow.labels(context.task, target.name, failure_reason(exc)).inc()
+            completion = await member.acomplete(job.messages, options=job.options)
+            text, outcome = completion.text, "ok"
+        except InvalidOutput as exc:
+            if not isinstance(exc.completion, Completion):
+                self.metrics.shadow.labels(context.task, target.name, exc.reason).inc()
+                return
+            completion, text, outcome = exc.completion, exc.completion.text, exc.reason
+        except ProviderError as exc:
+            self.metrics.shadow.labels(context.task, target.name, error_kind(exc)).inc()
             return
-        try:
-            text = check_answer(context.task, completion.text, self.rules(context, job.request))
-            outcome = "ok"
-        except AnswerRejected as exc:
-            text, outcome = completion.text, exc.reason
         self.metrics.shadow.labels(context.task, target.name, outcome).inc()
         # A session of its own: a shadow answer must not look like the user asking again.
         self.submit(

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneloop.providers import RequestOptions
+
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
@@ -58,12 +60,33 @@ class ChatCompletionRequest(BaseModel):
     def message_dicts(self) -> list[dict[str, Any]]:
         return [message.model_dump(exclude_none=True) for message in self.messages]
 
-    def passthrough(self) -> dict[str, Any]:
-        """Parameters for providers that support them (tools, response_format, seed, …)."""
+    def options(self) -> RequestOptions:
+        """What providers get besides the messages; parameters we do not model travel in
+        ``extra_body`` to the providers that pass it on."""
         extra = dict(self.model_extra or {})
-        if self.response_format is not None:
-            extra["response_format"] = self.response_format
-        return extra
+        known = {name: extra.pop(name, None) for name in ("top_p", "stop", "tools", "tool_choice")}
+        for unused in (
+            "logprobs",
+            "top_logprobs",
+            "store",
+            "service_tier",
+            "parallel_tool_calls",
+            "stream_options",
+        ):
+            extra.pop(unused, None)
+        stop, tools = known["stop"], known["tools"]
+        if isinstance(stop, str):
+            stop = [stop]
+        return RequestOptions(
+            max_tokens=self.token_limit,
+            temperature=self.temperature,
+            top_p=known["top_p"] if isinstance(known["top_p"], int | float) else None,
+            stop=tuple(stop) if isinstance(stop, list) else None,
+            response_format=self.response_format,
+            tools=tuple(tools) if isinstance(tools, list) else None,
+            tool_choice=known["tool_choice"],
+            extra_body=extra or None,
+        )
 
 
 class FeedbackRequest(BaseModel):
