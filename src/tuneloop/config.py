@@ -267,6 +267,72 @@ class ProviderSettings(Section):
         return headers
 
 
+class GatewayConfig(Section):
+    """The OpenAI-compatible gateway. Every key is also a ``tuneloop gateway`` option."""
+
+    host: str = Field("127.0.0.1", description="address to bind; a non-loopback one needs API keys")
+    port: int = Field(8300, ge=1, le=65535, description="TCP port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="provider specs tried, in order, when the routed model fails; empty: the "
+        "teacher",
+    )
+    passthrough: list[str] = Field(
+        default_factory=lambda: ["openai", "anthropic", "openai-compatible", "together"],
+        description="provider kinds a request's model may name directly (openai:gpt-4o); "
+        "callable, local and registry specs are never taken from requests",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="seconds each provider gets per call")
+    cooldown_after: int = Field(
+        3,
+        ge=1,
+        description="failures within cooldown_window_s after which a provider is skipped for "
+        "cooldown_s",
+    )
+    cooldown_window_s: float = Field(60.0, gt=0, description="window in which failures count")
+    cooldown_s: float = Field(30.0, ge=0, description="seconds a failing provider is skipped")
+    sticky_by: Literal["session", "tenant"] = Field(
+        "session", description="what keeps a user on the same side of a canary split"
+    )
+    json_tasks: list[str] = Field(
+        default_factory=list,
+        description="tasks whose answers must be JSON: an invalid one falls back to the next "
+        "provider",
+    )
+    unwrap_keys: list[str] = Field(
+        default_factory=list,
+        description="in JSON tasks, an answer {reasoning, KEY: value} is unwrapped to the value of "
+        "KEY (for example layout)",
+    )
+    validator: str | None = Field(
+        None,
+        description="optional 'module:function' taking (task, text) and returning False (or "
+        "raising ValueError) to reject an answer, which then falls back",
+    )
+    shadow_queue: int = Field(
+        64, ge=1, description="shadow calls waiting at most; more are dropped"
+    )
+    shadow_workers: int = Field(2, ge=1, description="shadow calls answered at once")
+    log_queue: int = Field(10_000, ge=1, description="calls waiting to be logged, at most")
+    log_batch: int = Field(256, ge=1, description="calls written to the store per transaction")
+    log_flush_s: float = Field(
+        0.2, gt=0, description="longest wait before a partial batch is written"
+    )
+    spill_dir: Path | None = Field(
+        None,
+        description="folder of append-only files of calls kept while the store is down (one per "
+        "process); empty: <workspace>/gateway-spill",
+    )
+    reload_s: float = Field(
+        2.0, gt=0, description="seconds between checks of registry stages, opt-outs and API keys"
+    )
+    max_request_bytes: int = Field(4_000_000, ge=1024, description="largest request body accepted")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="device of registry versions served in-process"
+    )
+
+
 class Config(Section):
     """The whole configuration; ``workspace`` holds the SQLite store and all artifacts."""
 
@@ -286,6 +352,7 @@ class Config(Section):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @property
     def store_url(self) -> str:

@@ -340,3 +340,19 @@ class StageChange(Base):
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
     eval_run_id: Mapped[int | None] = mapped_column(ForeignKey("eval_runs.id"))
+
+
+class GatewayKey(Base):
+    """A client API key of the gateway: only its hash is stored, with the tenants and tasks it
+    may use (empty lists: any)."""
+
+    __tablename__ = "gateway_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown by `keys list` to recognise a key
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenants: Mapped[list[Any]] = mapped_column(default=list)
+    tasks: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
