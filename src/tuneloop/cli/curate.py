@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from tuneloop.cli.common import ConfigOption, console, load
+from tuneloop.cli.common import ConfigOption, console, err_console, load
 from tuneloop.cli.options import config_options
 from tuneloop.config import CurateConfig
-from tuneloop.errors import InputError
+from tuneloop.errors import InputError, TuneloopError
 
 dataset_app = typer.Typer(help="Build, list and validate training datasets.", no_args_is_help=True)
 
@@ -137,25 +139,57 @@ def list_command(
 
 @dataset_app.command("validate")
 def validate(
-    file: Annotated[Path, typer.Argument(help="JSONL file in OpenAI/Together chat format.")],
+    path: Annotated[
+        Path, typer.Argument(help="A dataset file or folder, in any supported format.")
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Read as this format instead of detecting it per file."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
+    schema: Annotated[
+        Path | None, typer.Option(help="JSON schema every assistant answer must satisfy.")
+    ] = None,
+    expect_json: Annotated[
+        bool, typer.Option("--expect-json", help="Assistant answers must be JSON.")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="Target model: its context length bounds an example.")
+    ] = "gpt-4o-mini",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token limit of one example (overrides --model's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
 ) -> None:
-    """Check every line of a fine-tuning file; exit 1 and list problems by line if any."""
-    from tuneloop.curate.validate import validate_jsonl
+    """Check every entry; print FILE:LINE: CODE message; exit 1 on any error."""
+    from tuneloop.curate.checks import ValidateOptions, load_schema, validate_path
 
-    report = validate_jsonl(file)
-    shown = 0
-    for line in report.invalid:
-        for problem in line.problems:
-            if shown < MAX_PROBLEM_LINES:
-                console.print(f"{file}:{line.line}: {problem}", highlight=False, soft_wrap=True)
-            shown += 1
-    if shown > MAX_PROBLEM_LINES:
-        console.print(f"... and {shown - MAX_PROBLEM_LINES} more problems")
-    if report.ok:
-        console.print(f"[green]ok[/green] {report.summary()}", highlight=False)
-        return
-    console.print(f"[red]invalid[/red] {report.summary()}", highlight=False)
-    raise typer.Exit(1)
+    options = ValidateOptions(
+        fmt=fmt,
+        expect_json=expect_json,
+        schema=load_schema(schema) if schema else None,
+        max_tokens=max_tokens,
+        model=model,
+    )
+    try:
+        report = validate_path(path, options)
+    except TuneloopError as exc:  # the path itself cannot be read: still exit 1, one line
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    ok = report.ok(strict=strict)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(strict=strict), ensure_ascii=False))
+    else:
+        for shown, finding in enumerate(report.findings):
+            if shown == MAX_PROBLEM_LINES:
+                console.print(f"... and {len(report.findings) - shown} more findings")
+                break
+            console.print(str(finding), highlight=False, soft_wrap=True, markup=False)
+        status = "[green]ok[/green]" if ok else "[red]invalid[/red]"
+        console.print(f"{status} {escape(report.summary())}", highlight=False)
+        console.print(f"  tokens counted with: {report.token_method}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
 
 
 def _load_tokenizer(spec: str) -> Any:

@@ -7,13 +7,15 @@ given to ``select_examples`` or as new steps between select and split in ``build
 """
 
 from tuneloop.curate.build import build_dataset, list_datasets, load_split, resolve_dataset
+from tuneloop.curate.checks import ValidateOptions, ValidationReport, validate_path
 from tuneloop.curate.select import Example, Selection, select_examples
 from tuneloop.curate.split import assign_split, split_examples
-from tuneloop.curate.validate import ValidationReport, validate_example, validate_jsonl
+from tuneloop.curate.validate import validate_example
 
 __all__ = [
     "Example",
     "Selection",
+    "ValidateOptions",
     "ValidationReport",
     "assign_split",
     "build_dataset",
@@ -23,5 +25,5 @@ __all__ = [
     "select_examples",
     "split_examples",
     "validate_example",
-    "validate_jsonl",
+    "validate_path",
 ]

@@ -11,21 +11,19 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tuneloop.curate.pricing import estimate_training_cost
-from tuneloop.curate.select import Example, Message
+from tuneloop.curate.select import Example
+from tuneloop.curate.tokens import TokenCounter
 
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
 MANIFEST_FILE = "manifest.json"
 IDS_FILE = "interaction_ids.json"
 SPLIT_FILES = {"train": TRAIN_FILE, "eval": EVAL_FILE}
-CHARS_PER_TOKEN = 4
-# Role markers and separators a chat template adds around each message, when counting per message.
-MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def jsonl_line(record: dict[str, Any]) -> str:
@@ -58,47 +56,6 @@ def content_hash(directory: Path) -> str:
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     (directory / MANIFEST_FILE).write_text(text, encoding="utf-8", newline="\n")
-
-
-class TokenCounter:
-    """Counts an example's tokens with a tokenizer when given one, else estimates 4 chars/token.
-
-    A ``transformers`` tokenizer with a chat template counts the formatted conversation exactly;
-    otherwise (a callable ``text -> list`` or a tokenizer without a template) each message's
-    content is counted plus ``MESSAGE_OVERHEAD_TOKENS``.
-    """
-
-    def __init__(self, tokenizer: Any = None) -> None:
-        self.tokenizer = tokenizer
-        self._chat_template = tokenizer is not None and hasattr(tokenizer, "apply_chat_template")
-        self.method = "estimated (4 chars/token)" if tokenizer is None else "tokenizer"
-
-    @property
-    def estimated(self) -> bool:
-        return self.tokenizer is None
-
-    def count_text(self, text: str) -> int:
-        if self.tokenizer is None:
-            return math.ceil(len(text) / CHARS_PER_TOKEN)
-        if hasattr(self.tokenizer, "encode"):
-            return len(self.tokenizer.encode(text, add_special_tokens=False))
-        encode: Callable[[str], Sequence[Any]] = self.tokenizer
-        return len(encode(text))
-
-    def count_example(self, messages: list[Message]) -> int:
-        if self._chat_template:
-            try:
-                encoded = self.tokenizer.apply_chat_template(messages, tokenize=True)
-            except Exception:  # no chat template on this tokenizer: count per message from now on
-                self._chat_template = False
-            else:
-                ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
-                self.method = "tokenizer chat template"
-                return len(ids)
-        return sum(
-            self.count_text(str(message.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS
-            for message in messages
-        )
 
 
 def dataset_stats(
