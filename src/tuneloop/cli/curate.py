@@ -192,6 +192,32 @@ def validate(
         raise typer.Exit(1)
 
 
+@dataset_app.command("redact")
+def redact(
+    source: Annotated[Path, typer.Argument(help="A dataset file or datasets folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the redacted copy.")],
+    ner: Annotated[
+        str | None, typer.Option(help="curate.pii.ner: none or presidio (names and places).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Replace emails, phones, cards, IPs, IBANs, SSNs, secrets (and more) in every entry."""
+    from tuneloop.config import load_config
+    from tuneloop.curate.pii import redact_path, redactor_from_config
+
+    overrides = {"curate.pii.ner": ner} if ner else {}
+    config = load_config(config_path, overrides=overrides)
+    report = redact_path(source, out, redactor_from_config(config.curate.pii), overwrite=overwrite)
+    counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts.items())) or "nothing"
+    console.print(
+        f"wrote {escape(str(out))}: {report.entries} entries, {report.changed} changed; "
+        f"replaced {counts}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _load_tokenizer(spec: str) -> Any:
     from tuneloop.assets import resolve_model_path
 

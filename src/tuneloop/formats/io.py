@@ -348,3 +348,32 @@ def atomic_write_text(target: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def write_tables(
+    rows: dict[str, list[dict[str, Any]]], out: Path, fmt: str, *, overwrite: bool = False
+) -> None:
+    """Rows as one Parquet file (``fmt="parquet"``, every split together) or a ``datasets``
+    folder with one split per key, written beside ``out`` and renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            everything = {"all": [row for part in rows.values() for row in part]}
+            pq.write_table(_arrow_tables(everything)["all"], staging)
+        else:
+            staging.mkdir()
+            if list(rows) == [""]:
+                from datasets import Dataset
+
+                Dataset(_arrow_tables(rows)[""]).save_to_disk(str(staging))
+            else:
+                _write_hf(rows, staging)
+        if out.exists() and overwrite:
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink()
