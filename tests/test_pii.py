@@ -24,6 +24,7 @@ def redact(text: str) -> tuple[str, dict[str, int]]:
         ("call (415) 555-2671 today", "call +1 (555) 000-0000 today", "phone"),
         ("call +44 20 7946 0958", "call +1 (555) 000-0000", "phone"),
         ("call 415.555.2671", "call +1 (555) 000-0000", "phone"),
+        ("my number is 4155552671", "my number is +1 (555) 000-0000", "phone"),
         ("card 4111 1111 1111 1111 ok", "card [CREDIT_CARD] ok", "credit_card"),
         ("card 5500-0000-0000-0004", "card [CREDIT_CARD]", "credit_card"),
         ("ssn 123-45-6789.", "ssn [SSN].", "ssn"),
@@ -62,6 +63,7 @@ def test_each_kind_is_replaced(text: str, expected: str, kind: str) -> None:
         "ssn 000-12-3456 and 666-12-3456 are never issued",
         "mac 00:1a:2b:3c:4d:5e and ratio 3:2",
         "see https://example.com/docs?page=2&q=tokens",
+        "user id 4155552671 logged in",
     ],
 )
 def test_look_alikes_are_left_alone(text: str) -> None:

@@ -72,6 +72,12 @@ DECOY_CUES = re.compile(
     re.IGNORECASE,
 )
 CUE_WINDOW = 24
+# Words that make ten bare digits a phone number: "call me at 4155552671".
+PHONE_CUES = re.compile(
+    r"\b(?:call|phone|tel|telephone|mobile|cell|reach|text|fax|whatsapp|number|dial|contact)\b"
+    r"[^.\n\d]{0,16}$",
+    re.IGNORECASE,
+)
 
 _PATTERN = re.compile(
     r"""
@@ -100,6 +106,7 @@ _PATTERN = re.compile(
         (?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-]|\.\d)
       | (?<![\w.+-])(?:1[\s.-])?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-]|\.\d)
     )
+  | (?P<bare_phone>(?<![\w.+-])1?[2-9]\d{9}(?![\w-]|\.\d))
   | (?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?
         (?![\w:]))
   | (?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d))
@@ -257,6 +264,9 @@ class Redactor:
             kind = SSN if ssn_ok(value) and not _decoy(text, start) else None
         elif group == "phone":
             kind = PHONE if phone_ok(value) and not _decoy(text, start) else None
+        elif group == "bare_phone":
+            cued = PHONE_CUES.search(text[max(0, start - CUE_WINDOW) : start]) is not None
+            kind = PHONE if cued and not _decoy(text, start) else None
         elif group == "ipv6":
             kind = IPV6 if _ip_ok(value, 6) else None
         elif group == "ipv4":
@@ -389,8 +399,17 @@ def _merge(spans: list[Span], extra: list[Span]) -> list[Span]:
     return sorted(merged, key=lambda s: s.start)
 
 
+# Presidio's email recogniser asks tldextract for the public suffix list, which it downloads
+# unless told to use the snapshot it ships: an empty URL list does that.
+OFFLINE_SUFFIX_LIST = {"TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": ""}
+
+
 def presidio_finder(language: str = "en", model: str | None = None) -> NerFinder:
     """Person, organisation and location spans from Presidio's analyzer (extra ``pii``)."""
+    import os
+
+    for name, value in OFFLINE_SUFFIX_LIST.items():
+        os.environ.setdefault(name, value)
     try:
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.nlp_engine import NlpEngineProvider
