@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from tuneloop.config import Config
+from tuneloop.curate.card import CARD_JSON, CARD_MD, card_data, render_card
+from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
 from tuneloop.curate.export import (
     EVAL_FILE,
     IDS_FILE,
+    PAIR_FILES,
     SPLIT_FILES,
     TRAIN_FILE,
     content_hash,
     dataset_stats,
     write_manifest,
+    write_pair_files,
     write_split_files,
 )
+from tuneloop.curate.pii import redaction_step, redactor_from_config
 from tuneloop.curate.select import Selection, Transform, select_examples
 from tuneloop.curate.split import split_examples
 from tuneloop.errors import InputError, StoreError
@@ -58,24 +64,59 @@ def build_dataset(
     name = name or task
     if not NAME_PATTERN.match(name):
         raise InputError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-'")
-    selection = select_examples(store, config.curate, task=task, transforms=transforms)
-    if not selection.examples:
+    curate = config.curate
+    redactions: Counter[str] = Counter()
+    steps = list(transforms)
+    if curate.pii.enabled:
+        steps.insert(0, redaction_step(redactor_from_config(curate.pii), redactions))
+    selection = select_examples(store, curate, task=task, transforms=steps)
+    examples = selection.examples
+    near = None
+    if curate.near_duplicates and len(examples) > 1:
+        near = remove_near_duplicates(
+            examples, threshold=curate.near_dup_threshold, permutations=curate.near_dup_permutations
+        )
+        examples = near.kept
+        if near.dropped:
+            selection.drop_reasons["near_duplicate"] += near.dropped
+    examples, capped = cap_categories(
+        examples, max_per_category=curate.max_per_category, balance=curate.balance_categories
+    )
+    if capped:
+        selection.drop_reasons["category_cap"] += sum(capped.values())
+    selection.examples = examples
+    if not examples:
         raise InputError(_empty_message(task, selection))
     train, held_out = split_examples(
-        selection.examples,
-        eval_fraction=config.curate.eval_fraction,
-        seed=config.curate.split_seed,
-        split_group=config.curate.split_group,
+        examples,
+        eval_fraction=curate.eval_fraction,
+        seed=curate.split_seed,
+        split_group=curate.split_group,
     )
     params = {
         "task": task,
-        **config.curate.model_dump(mode="json"),
-        "transforms": [getattr(t, "__name__", repr(t)) for t in transforms],
+        **curate.model_dump(mode="json"),
+        "transforms": [getattr(t, "__name__", repr(t)) for t in steps],
+    }
+    extra_stats = {
+        "redactions": {"enabled": curate.pii.enabled, "counts": dict(sorted(redactions.items()))},
+        "duplicates": {
+            "exact": selection.drop_reasons.get("duplicate", 0),
+            "near": near.dropped if near else 0,
+            "threshold": curate.near_dup_threshold if curate.near_duplicates else None,
+            "largest_cluster": near.largest_cluster if near else 1,
+        },
+        "category_caps": dict(sorted(capped.items())),
+        "preference_pairs": {
+            "train": sum(1 for e in train if e.rejected),
+            "eval": sum(1 for e in held_out if e.rejected),
+        },
     }
     root = config.artifacts_dir / "datasets" / name
     staging = root / f".staging-{uuid.uuid4().hex}"
     try:
         digest = write_split_files(staging, train, held_out)
+        write_pair_files(staging, train, held_out)
         stats = {
             "train_examples": len(train),
             "eval_examples": len(held_out),
@@ -89,6 +130,7 @@ def build_dataset(
                 epochs=config.train.epochs,
                 max_length=config.train.max_length,
             ),
+            **extra_stats,
         }
         latest = latest_dataset(store, name)
         if latest is not None and latest.content_hash == digest:
@@ -129,7 +171,7 @@ def _insert_version(
             current = session.scalar(select(func.max(Dataset.version)).where(Dataset.name == name))
             version = (current or 0) + 1
             final = root / f"v{version}"
-            write_manifest(staging, _manifest(name, version, task, digest, params, stats))
+            _write_manifest_and_card(staging, _manifest(name, version, task, digest, params, stats))
             dataset = Dataset(
                 name=name,
                 version=version,
@@ -156,6 +198,15 @@ def _insert_version(
     return dataset
 
 
+def _write_manifest_and_card(directory: Path, manifest: dict[str, Any]) -> None:
+    write_manifest(directory, manifest)
+    card = card_data(manifest)
+    (directory / CARD_JSON).write_text(
+        json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (directory / CARD_MD).write_text(render_card(card), encoding="utf-8")
+
+
 def _manifest(
     name: str, version: int, task: str, digest: str, params: dict[str, Any], stats: dict[str, Any]
 ) -> dict[str, Any]:
@@ -165,7 +216,14 @@ def _manifest(
         "task": task,
         "format": FORMAT,
         "content_hash": digest,
-        "files": {"train": TRAIN_FILE, "eval": EVAL_FILE, "interaction_ids": IDS_FILE},
+        "files": {
+            "train": TRAIN_FILE,
+            "eval": EVAL_FILE,
+            "interaction_ids": IDS_FILE,
+            "pairs_train": PAIR_FILES["train"],
+            "pairs_eval": PAIR_FILES["eval"],
+            "card": CARD_MD,
+        },
         "filters": params,
         **stats,
     }
@@ -178,7 +236,7 @@ def _restore_if_missing(
     path = Path(dataset.path)
     if all((path / name).is_file() for name in (TRAIN_FILE, EVAL_FILE)):
         return
-    write_manifest(
+    _write_manifest_and_card(
         staging,
         _manifest(dataset.name, dataset.version, dataset.task, dataset.content_hash, params, stats),
     )

@@ -22,13 +22,14 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from tuneloop.config import PiiConfig
+    from tuneloop.curate.select import Example
 
 EMAIL = "email"
 PHONE = "phone"
@@ -349,6 +350,24 @@ class Redactor:
         """One example (any JSON value) redacted, with its replacements counted by kind."""
         state = ExampleState()
         return self.redact_value(value, state), state.counts
+
+
+def redaction_step(redactor: Redactor, counts: Counter[str]) -> Callable[[Example], Example]:
+    """A curation transform: the example's messages (and rejected answer) redacted, one
+    placeholder map per example, replacements added to ``counts``."""
+
+    def redact_pii(example: Example) -> Example:
+        state = ExampleState()
+        messages = redactor.redact_value(example.messages, state, top=False)
+        rejected = (
+            redactor.redact_text(example.rejected, state) if example.rejected is not None else None
+        )
+        if not state.counts:
+            return example
+        counts.update(state.counts)
+        return replace(example, messages=messages, rejected=rejected)
+
+    return redact_pii
 
 
 def redactor_from_config(config: PiiConfig) -> Redactor:
