@@ -1,4 +1,4 @@
-"""``tuneloop dataset build|list|validate``: versioned datasets from the captured interactions."""
+"""``tuneloop dataset build|list|validate|redact|show|diff|export``: versioned datasets."""
 
 from __future__ import annotations
 
@@ -216,6 +216,85 @@ def redact(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@dataset_app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@vN.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """A version's card: counts, sources, drops, tokens, coverage, PII replaced, cost."""
+    from tuneloop.curate.versions import show_version
+
+    _, store = load(config_path)
+    dataset, card, markdown = show_version(store, ref)
+    if as_json:
+        typer.echo(json.dumps(card, ensure_ascii=False, sort_keys=True))
+        return
+    typer.echo(markdown.rstrip())
+    typer.echo(f"\nfiles: {dataset.path}")
+
+
+@dataset_app.command("diff")
+def diff(
+    old: Annotated[str, typer.Argument(help="The older version, NAME@vA.")],
+    new: Annotated[str, typer.Argument(help="The newer version, NAME@vB.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """What changed between two versions: examples in and out, counts, coverage, drops."""
+    from tuneloop.curate.versions import diff_refs
+
+    _, store = load(config_path)
+    changes = diff_refs(store, old, new)
+    if as_json:
+        typer.echo(json.dumps(changes, ensure_ascii=False, sort_keys=True))
+        return
+    examples = changes["examples"]
+    same = " (same content)" if changes["same_content"] else ""
+    typer.echo(f"{changes['from']} -> {changes['to']}{same}")
+    typer.echo(
+        f"  examples: +{examples['added']} added, -{examples['removed']} removed, "
+        f"{examples['kept']} kept ({examples['moved_split']} changed split)"
+    )
+    for section in ("counts", "train_tokens", "coverage", "drop_reasons", "settings"):
+        for key, (before, after) in changes[section].items():
+            typer.echo(f"  {section} {key}: {before} -> {after}")
+
+
+@dataset_app.command("export")
+def export(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@vN.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="openai, together, alpaca, sharegpt, prompt-completion, dpo, preference, "
+            "parquet or hf.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (one file per split).")],
+    redact: Annotated[
+        bool, typer.Option("--redact/--no-redact", help="Replace PII (on unless turned off).")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Write a version in a fine-tuning format; every file loads in its target as-is."""
+    from tuneloop.curate.versions import export_version
+
+    config, store = load(config_path)
+    report = export_version(store, config, ref, fmt, out, redact=redact, overwrite=overwrite)
+    for split, path in report.files.items():
+        console.print(
+            f"{split}: {report.examples[split]} examples -> {escape(path)}", highlight=False
+        )
+    if report.redacted:
+        replaced = ", ".join(f"{k} {n}" for k, n in sorted(report.redactions.items())) or "nothing"
+        console.print(f"PII replaced: {replaced}", highlight=False)
+    else:
+        console.print("[yellow]PII redaction turned off for this export[/yellow]")
 
 
 def _load_tokenizer(spec: str) -> Any:

@@ -1,7 +1,10 @@
 """Near-duplicate removal (MinHash LSH) and per-category caps, after exact deduplication.
 
-Two examples whose prompt+answer word shingles have an estimated Jaccard similarity at or above
-``curate.near_dup_threshold`` are near-duplicates. Examples are visited best-rewarded first; one
+Two examples whose prompts (the turns before the answer, without the system message, which is
+usually the same everywhere) have word-shingle sets with an estimated Jaccard similarity at or
+above ``curate.near_dup_threshold`` are near-duplicates: the same request asked again with
+trivial changes. Rephrasings that share an answer are not (the split keeps those together).
+Examples are visited best-rewarded first; one
 whose LSH candidates include a kept example at or above the threshold joins that example's
 cluster and is dropped. So each cluster keeps its best-rewarded member, and no two kept examples
 are near-duplicates, which also means no near-duplicate pair can straddle train and eval. The
@@ -41,10 +44,12 @@ class DedupResult:
 
 
 def shingles(example: Example, size: int = SHINGLE_WORDS) -> set[bytes]:
-    """Word ``size``-grams of the lower-cased text of every message (the whole example)."""
+    """Word ``size``-grams of the lower-cased prompt turns (system messages left out)."""
     words = []
-    for message in example.messages:
-        content = message.get("content") if isinstance(message, dict) else None
+    for message in example.prompt:
+        if not isinstance(message, dict) or message.get("role") == "system":
+            continue
+        content = message.get("content")
         if isinstance(content, str):
             words.extend(_WORD.findall(content.lower()))
     if len(words) < size:
