@@ -68,13 +68,15 @@ def remove_near_duplicates(
         key=lambda i: (-_reward(examples[i]), examples[i].key),
     )
     lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
+    template = MinHash(num_perm=permutations)
+    seeds, scheme = template.permutations, template.scheme  # made once, not per example
     signatures: dict[str, MinHash] = {}
     keep = [False] * len(examples)
     clusters: dict[str, list[str]] = defaultdict(list)
     dropped = 0
     for index in order:
         example = examples[index]
-        signature = MinHash(num_perm=permutations)
+        signature = MinHash(num_perm=permutations, permutations=seeds, scheme=scheme)
         signature.update_batch(list(shingles(example)))
         near = [
             other

@@ -73,6 +73,9 @@ DECOY_CUES = re.compile(
     re.IGNORECASE,
 )
 CUE_WINDOW = 24
+# Keys whose values are structure, not text: a message's role, a ShareGPT turn's speaker.
+UNREDACTED_KEYS = frozenset({"role", "from"})
+MIN_PII_LENGTH = 6  # shorter strings (roles, short labels) hold no value worth redacting
 # Words that make ten bare digits a phone number: "call me at 4155552671".
 PHONE_CUES = re.compile(
     r"\b(?:call|phone|tel|telephone|mobile|cell|reach|text|fax|whatsapp|number|dial|contact)\b"
@@ -80,12 +83,19 @@ PHONE_CUES = re.compile(
     re.IGNORECASE,
 )
 
-_PATTERN = re.compile(
-    r"""
+# One alternative per kind of candidate, tried in this order at each position.
+_ALTERNATIVES: dict[str, str] = {
+    "pem": r"""
     (?P<pem>-----BEGIN[A-Z ]*PRIVATE\ KEY-----[\s\S]+?-----END[A-Z ]*PRIVATE\ KEY-----)
-  | (?P<url>\bhttps?://[^\s<>"'`)\]]+)
-  | (?P<email>(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-]))
-  | (?P<apikey>\b(?:
+""",
+    "url": r"""
+    (?P<url>\bhttps?://[^\s<>"'`)\]]+)
+""",
+    "email": r"""
+    (?P<email>(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-]))
+""",
+    "apikey": r"""
+    (?P<apikey>\b(?:
         sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}
       | (?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}
       | github_pat_[A-Za-z0-9_]{22,}
@@ -97,29 +107,103 @@ _PATTERN = re.compile(
       | (?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}
       | eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}
     )\b)
-  | (?P<bearer>(?i:\bbearer)\s+(?P<bearer_value>[A-Za-z0-9._~+/-]{16,}=*))
-  | (?P<kv>(?i:\b(?:api[_-]?key|secret(?:[_-]?key)?|password|passwd|pwd|access[_-]?key|
+""",
+    "bearer": r"""
+    (?P<bearer>(?i:\bbearer)\s+(?P<bearer_value>[A-Za-z0-9._~+/-]{16,}=*))
+""",
+    "kv": r"""
+    (?P<kv>(?i:\b(?:api[_-]?key|secret(?:[_-]?key)?|password|passwd|pwd|access[_-]?key|
         client[_-]?secret|auth[_-]?token|token))\s*[:=]\s*["']?(?P<kv_value>[^\s"',;]{6,}))
-  | (?P<iban>\b[A-Z]{2}\d{2}(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,4})?\b)
-  | (?P<card>(?<![\w.-])\d(?:[\ -]?\d){12,18}(?![\w-]|\.\d))
-  | (?P<ssn>(?<![\w.-])\d{3}(?P<ssn_sep>[-\ ])\d{2}(?P=ssn_sep)\d{4}(?![\w-]|\.\d))
-  | (?P<phone>
+""",
+    "iban": r"""
+    (?P<iban>\b[A-Z]{2}\d{2}(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,4})?\b)
+""",
+    "card": r"""
+    (?P<card>(?<![\w.-])\d(?:[\ -]?\d){12,18}(?![\w-]|\.\d))
+""",
+    "ssn": r"""
+    (?P<ssn>(?<![\w.-])\d{3}(?P<ssn_sep>[-\ ])\d{2}(?P=ssn_sep)\d{4}(?![\w-]|\.\d))
+""",
+    "phone": r"""
+    (?P<phone>
         (?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-]|\.\d)
       | (?<![\w.+-])(?:1[\s.-])?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-]|\.\d)
     )
-  | (?P<bare_phone>(?<![\w.+-])1?[2-9]\d{9}(?![\w-]|\.\d))
-  | (?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?
+""",
+    "bare_phone": r"""
+    (?P<bare_phone>(?<![\w.+-])1?[2-9]\d{9}(?![\w-]|\.\d))
+""",
+    "ipv6": r"""
+    (?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?
         (?![\w:]))
-  | (?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d))
-  | (?P<address>\b\d{1,5}\ (?:[A-Z][a-z]+\ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|
+""",
+    "ipv4": r"""
+    (?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d))
+""",
+    "address": r"""
+    (?P<address>\b\d{1,5}\ (?:[A-Z][a-z]+\ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|
         Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Square|Sq)\b\.?)
-  | (?P<business>\b[A-Z][A-Za-z&'-]+(?:\ [A-Z][A-Za-z&'-]+){0,3},?\ (?:Inc|LLC|Ltd|GmbH|Corp|
+""",
+    "business": r"""
+    (?P<business>\b[A-Z][A-Za-z&'-]+(?:\ [A-Z][A-Za-z&'-]+){0,3},?\ (?:Inc|LLC|Ltd|GmbH|Corp|
         Corporation|PLC|S\.A\.|AG|Pty)\b\.?)
-  | (?P<person>(?i:\b(?:my\ name\ is|name:|dear|signed,?|regards,|sincerely,)\s+)
+""",
+    "person": r"""
+    (?P<person>(?i:\b(?:my\ name\ is|name:|dear|signed,?|regards,|sincerely,)\s+)
         (?P<person_value>[A-Z][a-z]+(?:\ [A-Z][a-z]+){0,2}))
-    """,
-    re.VERBOSE,
+""",
+}
+_DASH_KEYS = ("sk-", "glpat-", "xox")
+_UNDERSCORE_KEYS = (
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "hf_",
+    "_live_",
+    "_test_",
 )
+_OTHER_KEYS = ("AKIA", "AIza", "eyJ")
+_KV_WORDS = ("key", "secret", "passw", "pwd", "token")
+_NAME_CUES = ("my name", "name:", "dear ", "signed", "regards", "sincerely")
+_COMPANY_WORDS = (" Inc", " LLC", " Ltd", " GmbH", " Corp", " PLC", " S.A.", " AG", " Pty")
+_ADDRESS_HINT = re.compile(r"[0-9] [A-Z][a-z]")
+# Numbers worth a closer look: a digit, then 5+ digits/separators, then a digit. Cards, SSNs,
+# phone numbers and IPv4 addresses all contain one; most text has none, so the number patterns
+# run only on these few windows instead of the whole text.
+_NUMBER_CHUNK = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
+NUMBER_KINDS = ("card", "ssn", "phone", "bare_phone", "ipv4")
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f:]")
+_IBAN_HINT = re.compile(r"[A-Z]{2}[0-9]{2}")
+
+
+def _active(text: str, has_numbers: bool) -> tuple[str, ...]:
+    """The text-wide alternatives worth trying: cheap substring tests rule the others out, so
+    a typical answer runs a handful of patterns instead of all of them."""
+    lowered = text.lower()
+    hints = {
+        "pem": "PRIVATE KEY" in text,
+        "url": "://" in text,
+        "email": "@" in text,
+        "apikey": ("-" in text and any(key in text for key in _DASH_KEYS))
+        or ("_" in text and any(key in text for key in _UNDERSCORE_KEYS))
+        or any(key in text for key in _OTHER_KEYS),
+        "bearer": "bearer" in lowered,
+        "kv": any(word in lowered for word in _KV_WORDS),
+        "iban": has_numbers and _IBAN_HINT.search(text) is not None,
+        "ipv6": "::" in text or (text.count(":") >= 7 and _IPV6_HINT.search(text) is not None),
+        "address": _ADDRESS_HINT.search(text) is not None,
+        "business": any(word in text for word in _COMPANY_WORDS),
+        "person": any(word in lowered for word in _NAME_CUES),
+    }
+    return tuple(name for name in _ALTERNATIVES if hints.get(name))
+
+
+def _compile(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(_ALTERNATIVES[name] for name in names), re.VERBOSE)
+
 
 PLACEHOLDER_DOC_V4 = ipaddress.ip_network("192.0.2.0/24")
 PLACEHOLDER_DOC_V6 = ipaddress.ip_network("2001:db8::/32")
@@ -226,6 +310,7 @@ class Redactor:
                 f"unknown PII kind(s) {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}"
             )
         self.ner = ner
+        self._patterns: dict[tuple[str, ...], re.Pattern[str]] = {}
         self.strip_keys = frozenset(key.lower() for key in strip_keys)
 
     def find(self, text: str) -> list[Span]:
@@ -233,11 +318,29 @@ class Redactor:
         spans: list[Span] = []
         if not text:
             return spans
-        for match in _PATTERN.finditer(text):
-            spans.extend(self._check(text, match))
+        chunks = [(m.start(), m.end()) for m in _NUMBER_CHUNK.finditer(text)]
+        names = _active(text, bool(chunks))
+        if names:
+            for match in self._pattern(names).finditer(text):
+                spans.extend(self._check(text, match))
+        if chunks:
+            found: list[Span] = []
+            numbers = self._pattern(NUMBER_KINDS)
+            for start, end in chunks:
+                begin = start - 1 if start and text[start - 1] in "+(" else start
+                for match in numbers.finditer(text, begin, min(len(text), end + 2)):
+                    if match.start() < end:
+                        found.extend(self._check(text, match))
+            spans = _merge(spans, found)  # a URL, email or IBAN wins over a number inside it
         if self.ner is not None:
             spans = _merge(spans, [s for s in self.ner(text) if s.kind in self.kinds])
         return spans
+
+    def _pattern(self, names: tuple[str, ...]) -> re.Pattern[str]:
+        pattern = self._patterns.get(names)
+        if pattern is None:
+            pattern = self._patterns[names] = _compile(names)
+        return pattern
 
     def _check(self, text: str, match: re.Match[str]) -> list[Span]:
         group = match.lastgroup
@@ -312,6 +415,8 @@ class Redactor:
         return sorted(set(spans), key=lambda s: s.start)
 
     def redact_text(self, text: str, state: ExampleState) -> str:
+        if len(text) < MIN_PII_LENGTH:
+            return text
         spans = self.find(text)
         if not spans:
             return text
@@ -338,6 +443,9 @@ class Redactor:
             for key, item in value.items():
                 if isinstance(key, str) and self._strip(key, top):
                     state.counts["metadata_id"] += 1
+                    continue
+                if key in UNREDACTED_KEYS:
+                    result[key] = item
                     continue
                 result[key] = self.redact_value(item, state, top=key == "metadata")
             return result

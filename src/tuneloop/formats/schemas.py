@@ -408,3 +408,31 @@ def type_name(value: Any) -> str:
         float: "a number",
         type(None): "null",
     }.get(type(value), type(value).__name__)
+
+
+def log_line(record: Record) -> dict[str, Any]:
+    """A record as one line of ``tuneloop log import``: prompt ``messages``, ``response``, the
+    format's other fields as ``metadata``; a preference pair logs the non-preferred answer with
+    the preferred one as the user's correction."""
+    metadata = dict(record.metadata)
+    if record.tools:
+        metadata["tools"] = record.tools
+    if record.kind == "text":
+        raise FormatProblem("unsupported", "a plain-text example has no prompt and answer to log")
+    if record.kind == "preference":
+        chosen = record.response
+        rejected = record.rejected[-1].get("content") if record.rejected else None
+        if not isinstance(chosen, str) or not isinstance(rejected, str):
+            raise FormatProblem("field_type", "preferred and non-preferred outputs must be text")
+        return {
+            "messages": record.messages,
+            "response": rejected,
+            "metadata": metadata,
+            "feedback": [{"kind": "correction", "edited": chosen}],
+        }
+    response = record.response
+    if response is None:
+        raise FormatProblem(
+            "example_missing_assistant_message", "no final assistant message to log as response"
+        )
+    return {"messages": record.prompt, "response": response, "metadata": metadata}
