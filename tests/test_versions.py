@@ -201,3 +201,21 @@ def test_export_without_pairs_and_unknown_format(store: Store, config: Config,
     with pytest.raises(InputError, match="unknown export format"):
         export_version(store, config, "layout@1", "csv", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_store_keeps_paths_relative_to_the_workspace(store: Store, config: Config) -> None:
+    from sqlalchemy import select
+
+    from tuneloop.curate import resolve_dataset
+    from tuneloop.store import Dataset
+
+    seed(store, 6)
+    built = build_dataset(store, config)
+    with store.session() as session:
+        stored = session.scalar(select(Dataset.path))
+    assert stored == "artifacts/datasets/layout/v1"
+    assert Path(built.path).is_absolute() and Path(built.path, "train.jsonl").is_file()
+    elsewhere = config.workspace.parent / "moved"
+    config.workspace.rename(elsewhere)  # the same store, seen from another machine's folder
+    found = resolve_dataset(store, "layout@1", workspace=elsewhere)
+    assert len(load_split(found, "train")) + len(load_split(found, "eval")) == 6

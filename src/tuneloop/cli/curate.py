@@ -46,7 +46,7 @@ def build(
 
     config, store = load(config_path, **overrides)
     dataset_name = name or task or config.task
-    previous = latest_dataset(store, dataset_name)
+    previous = latest_dataset(store, dataset_name, workspace=config.workspace)
     dataset = build_dataset(
         store,
         config,
@@ -111,8 +111,8 @@ def list_command(
     """Every dataset version with its size, tokens and content hash."""
     from tuneloop.curate.build import list_datasets
 
-    _, store = load(config_path)
-    datasets = list_datasets(store, name=name)
+    config, store = load(config_path)
+    datasets = list_datasets(store, name=name, workspace=config.workspace)
     if not datasets:
         console.print("no datasets yet (run `tuneloop dataset build`)")
         return
@@ -227,8 +227,8 @@ def show(
     """A version's card: counts, sources, drops, tokens, coverage, PII replaced, cost."""
     from tuneloop.curate.versions import show_version
 
-    _, store = load(config_path)
-    dataset, card, markdown = show_version(store, ref)
+    config, store = load(config_path)
+    dataset, card, markdown = show_version(store, ref, workspace=config.workspace)
     if as_json:
         typer.echo(json.dumps(card, ensure_ascii=False, sort_keys=True))
         return
@@ -246,8 +246,8 @@ def diff(
     """What changed between two versions: examples in and out, counts, coverage, drops."""
     from tuneloop.curate.versions import diff_refs
 
-    _, store = load(config_path)
-    changes = diff_refs(store, old, new)
+    config, store = load(config_path)
+    changes = diff_refs(store, old, new, workspace=config.workspace)
     if as_json:
         typer.echo(json.dumps(changes, ensure_ascii=False, sort_keys=True))
         return

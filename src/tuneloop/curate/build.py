@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -132,11 +132,11 @@ def build_dataset(
             ),
             **extra_stats,
         }
-        latest = latest_dataset(store, name)
+        latest = latest_dataset(store, name, workspace=config.workspace)
         if latest is not None and latest.content_hash == digest:
             _restore_if_missing(latest, staging, params, stats)
             return latest
-        return _insert_version(
+        dataset = _insert_version(
             store,
             name,
             task,
@@ -149,7 +149,9 @@ def build_dataset(
                 "train": [e.interaction_id for e in train],
                 "eval": [e.interaction_id for e in held_out],
             },
+            config.workspace,
         )
+        return _absolute(dataset, config.workspace)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -165,6 +167,7 @@ def _insert_version(
     params: dict[str, Any],
     stats: dict[str, Any],
     ids: dict[str, list[str]],
+    workspace: Path,
 ) -> Dataset:
     try:
         with store.session() as session:
@@ -177,7 +180,7 @@ def _insert_version(
                 version=version,
                 task=task,
                 content_hash=digest,
-                path=str(final.resolve()),
+                path=stored_path(final, workspace),
                 params=params,
                 stats=stats,
                 examples=[
@@ -258,33 +261,69 @@ def _empty_message(task: str, selection: Selection) -> str:
     )
 
 
-def latest_dataset(store: Store, name: str) -> Dataset | None:
-    """The newest version of ``name``, with its examples loaded."""
+def stored_path(folder: Path, workspace: Path) -> str:
+    """A version folder as the store keeps it: relative to the workspace when inside it, so a
+    shared store never points at one machine's absolute paths."""
+    resolved = folder.resolve()
+    try:
+        return resolved.relative_to(workspace.resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _store_workspace(store: Store) -> Path | None:
+    """The workspace of a SQLite store at its default place (``<workspace>/tuneloop.db``)."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).parent
+    return None
+
+
+def _absolute(dataset: Dataset, workspace: Path | None) -> Dataset:
+    """The loaded row with its folder made absolute for this machine (not written back)."""
+    if not Path(dataset.path).is_absolute() and workspace is not None:
+        dataset.path = str((workspace / dataset.path).resolve())
+    return dataset
+
+
+def latest_dataset(store: Store, name: str, *, workspace: Path | None = None) -> Dataset | None:
+    """The newest version of ``name``, with its examples loaded.
+
+    ``workspace`` resolves the stored relative folder; without it, a SQLite store's own folder
+    is taken as the workspace (the default layout).
+    """
     with store.session() as session:
-        return session.scalar(
+        dataset = session.scalar(
             select(Dataset)
             .where(Dataset.name == name)
             .order_by(Dataset.version.desc())
             .limit(1)
             .options(selectinload(Dataset.examples))
         )
+    if dataset is None:
+        return None
+    return _absolute(dataset, workspace or _store_workspace(store))
 
 
-def list_datasets(store: Store, *, name: str | None = None) -> list[Dataset]:
+def list_datasets(
+    store: Store, *, name: str | None = None, workspace: Path | None = None
+) -> list[Dataset]:
     """Every dataset version (of ``name`` if given), by name then version."""
     query = select(Dataset).order_by(Dataset.name, Dataset.version)
     if name:
         query = query.where(Dataset.name == name)
     with store.session() as session:
-        return list(session.scalars(query))
+        datasets = list(session.scalars(query))
+    base = workspace or _store_workspace(store)
+    return [_absolute(dataset, base) for dataset in datasets]
 
 
-def resolve_dataset(store: Store, ref: str) -> Dataset:
+def resolve_dataset(store: Store, ref: str, *, workspace: Path | None = None) -> Dataset:
     """``name``, ``name@latest``, ``name@3`` or ``name@v3`` → that dataset version."""
     name, _, version_text = ref.partition("@")
     version_text = version_text.removeprefix("v")
     if version_text in ("", "latest"):
-        dataset = latest_dataset(store, name)
+        dataset = latest_dataset(store, name, workspace=workspace)
     elif version_text.isdigit():
         with store.session() as session:
             dataset = session.scalar(
@@ -298,7 +337,7 @@ def resolve_dataset(store: Store, ref: str) -> Dataset:
         known = sorted({d.label for d in list_datasets(store, name=name)})
         hint = f"; versions: {', '.join(known)}" if known else " (see `tuneloop dataset list`)"
         raise InputError(f"no dataset {ref!r}{hint}")
-    return dataset
+    return _absolute(dataset, workspace or _store_workspace(store))
 
 
 def load_split(
@@ -312,6 +351,11 @@ def load_split(
     if split not in SPLIT_FILES:
         raise InputError(f"split {split!r} must be one of {', '.join(SPLIT_FILES)}")
     directory = Path(dataset.path)
+    if not directory.is_absolute():
+        raise InputError(
+            f"dataset {dataset.label} is stored relative to its workspace ({dataset.path}); "
+            "look it up with the workspace (resolve_dataset(store, ref, workspace=...))"
+        )
     path = directory / SPLIT_FILES[split]
     if not path.is_file():
         raise InputError(

@@ -45,17 +45,21 @@ def version_card(dataset: Dataset) -> dict[str, Any]:
     return card_data(manifest)
 
 
-def show_version(store: Store, ref: str) -> tuple[Dataset, dict[str, Any], str]:
+def show_version(
+    store: Store, ref: str, *, workspace: Path | None = None
+) -> tuple[Dataset, dict[str, Any], str]:
     """``(dataset, card JSON, card markdown)`` of ``NAME@vN``."""
-    dataset = resolve_dataset(store, ref)
+    dataset = resolve_dataset(store, ref, workspace=workspace)
     card = version_card(dataset)
     return dataset, card, render_card(card)
 
 
-def diff_refs(store: Store, old_ref: str, new_ref: str) -> dict[str, Any]:
+def diff_refs(
+    store: Store, old_ref: str, new_ref: str, *, workspace: Path | None = None
+) -> dict[str, Any]:
     """What changed from ``old_ref`` to ``new_ref`` (examples in/out, counts, coverage...)."""
-    old = resolve_dataset(store, old_ref)
-    new = resolve_dataset(store, new_ref)
+    old = resolve_dataset(store, old_ref, workspace=workspace)
+    new = resolve_dataset(store, new_ref, workspace=workspace)
     return diff_versions(
         version_card(old), version_card(new), _split_ids(store, old), _split_ids(store, new)
     )
@@ -99,7 +103,7 @@ def export_version(
     """Write version ``ref`` as ``fmt`` under ``out`` (one file per split; hf: one folder)."""
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
-    dataset = resolve_dataset(store, ref)
+    dataset = resolve_dataset(store, ref, workspace=config.workspace)
     redactor = redactor_from_config(config.curate.pii) if redact else None
     report = ExportReport(dataset.label, fmt, redacted=redact)
     splits: dict[str, list[Record]] = {}
