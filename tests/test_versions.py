@@ -219,3 +219,24 @@ def test_store_keeps_paths_relative_to_the_workspace(store: Store, config: Confi
     config.workspace.rename(elsewhere)  # the same store, seen from another machine's folder
     found = resolve_dataset(store, "layout@1", workspace=elsewhere)
     assert len(load_split(found, "train")) + len(load_split(found, "eval")) == 6
+
+
+def test_split_is_stratified_by_category() -> None:
+    from tuneloop.curate import split_examples
+
+    examples = [
+        Example(
+            f"{c}{i}",
+            [{"role": "user", "content": f"prompt {c} {i}"},
+             {"role": "assistant", "content": f'{{"answer": "{c}{i}"}}'}],
+            category=c,
+        )
+        for c in "abcdef"
+        for i in range(3)
+    ]  # fmt: skip
+    for seed in ("s1", "s2", "s3"):
+        train, held_out = split_examples(examples, eval_fraction=0.1, seed=seed)
+        assert {e.category for e in held_out} == set("abcdef")
+        assert {e.category for e in train} == set("abcdef")
+        plain = split_examples(examples, eval_fraction=0.1, seed=seed, stratify=False)[1]
+        assert len(plain) <= len(held_out)

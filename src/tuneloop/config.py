@@ -132,6 +132,9 @@ class CurateConfig(Section):
         "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
         "'metadata:category,platform' or 'metadata:request_id'",
     )
+    stratify_by_category: bool = Field(
+        True, description="every category with two or more groups gets one on each side"
+    )
     near_duplicates: bool = Field(True, description="drop near-duplicates (MinHash LSH)")
     near_dup_threshold: float = Field(
         0.8, gt=0, le=1, description="estimated Jaccard similarity above which two are near-dups"

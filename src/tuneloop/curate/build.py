@@ -92,6 +92,7 @@ def build_dataset(
         eval_fraction=curate.eval_fraction,
         seed=curate.split_seed,
         split_group=curate.split_group,
+        stratify=curate.stratify_by_category,
     )
     params = {
         "task": task,
