@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuneloop.errors import ConfigError
-from tuneloop.formats.crafter import DEFAULT_PROMPT, DEFAULT_SYSTEM
+from tuneloop.formats import DEFAULT_PROMPT, DEFAULT_SYSTEM
 
 CONFIG_FILENAME = "tuneloop.toml"
 ENV_PREFIX = "TUNELOOP_"

@@ -7,7 +7,7 @@ OpenAI/Together chat, DPO, TRL preference, prompt/completion, alpaca, ShareGPT, 
 through them, so "a valid OpenAI line" means one thing everywhere.
 """
 
-from tuneloop.formats.crafter import CrafterTemplate, parse_name
+from tuneloop.formats.crafter import DEFAULT_PROMPT, DEFAULT_SYSTEM, CrafterTemplate, parse_name
 from tuneloop.formats.io import (
     EXPORT_FORMATS,
     Entry,
@@ -33,6 +33,8 @@ from tuneloop.formats.schemas import (
 )
 
 __all__ = [
+    "DEFAULT_PROMPT",
+    "DEFAULT_SYSTEM",
     "EXPORT_FORMATS",
     "RECORD_FORMATS",
     "CrafterTemplate",
