@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from tuneloop.cli.common import ConfigOption, console, err_console, load
 from tuneloop.cli.options import config_options
@@ -43,17 +57,22 @@ def build(
 ) -> None:
     """Filter, deduplicate and split the task's interactions into a new dataset version."""
     from tuneloop.curate.build import build_dataset, latest_dataset
+    from tuneloop.curate.select import count_candidates
 
     config, store = load(config_path, **overrides)
     dataset_name = name or task or config.task
     previous = latest_dataset(store, dataset_name, workspace=config.workspace)
-    dataset = build_dataset(
-        store,
-        config,
-        task=task,
-        name=name,
-        tokenizer=_load_tokenizer(tokenizer) if tokenizer else None,
-    )
+    loaded_tokenizer = _load_tokenizer(tokenizer) if tokenizer else None
+    with _progress("reading interactions") as (bar, update):
+        bar.update(update, total=count_candidates(store, task or config.task))
+        dataset = build_dataset(
+            store,
+            config,
+            task=task,
+            name=name,
+            tokenizer=loaded_tokenizer,
+            progress=lambda done: bar.update(update, completed=done),
+        )
     if previous is not None and previous.id == dataset.id:
         console.print(
             f"[yellow]unchanged[/yellow]: same content as [bold]{dataset.label}[/bold] "
@@ -295,6 +314,31 @@ def export(
         console.print(f"PII replaced: {replaced}", highlight=False)
     else:
         console.print("[yellow]PII redaction turned off for this export[/yellow]")
+
+
+class RateColumn(ProgressColumn):
+    """Items per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s")
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[tuple[Progress, TaskID]]:
+    """A progress bar with rate and time left, shown only on a terminal."""
+    columns = (
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        yield bar, bar.add_task(what, total=None)
 
 
 def _load_tokenizer(spec: str) -> Any:

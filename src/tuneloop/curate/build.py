@@ -12,7 +12,7 @@ import re
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ def build_dataset(
     name: str | None = None,
     tokenizer: Any = None,
     transforms: Sequence[Transform] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Dataset:
     """Select → split → export → a new ``Dataset`` version (or the newest one if unchanged).
 
@@ -69,7 +70,7 @@ def build_dataset(
     steps = list(transforms)
     if curate.pii.enabled:
         steps.insert(0, redaction_step(redactor_from_config(curate.pii), redactions))
-    selection = select_examples(store, curate, task=task, transforms=steps)
+    selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
     examples = selection.examples
     near = None
     if curate.near_duplicates and len(examples) > 1:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tuneloop.config import CurateConfig
 from tuneloop.curate.validate import validate_example
@@ -126,6 +126,7 @@ def select_examples(
     *,
     task: str,
     transforms: Sequence[Transform] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Selection:
     """Candidates of ``task`` that pass the reward/quality filters, valid and deduplicated.
 
@@ -147,6 +148,8 @@ def select_examples(
     with store.session() as session:
         for row in session.execute(query):
             candidates += 1
+            if progress is not None and candidates % STREAM_BATCH == 0:
+                progress(candidates)
             reason = filter_reason(row, config)
             if reason:
                 drops[reason] += 1
@@ -165,6 +168,8 @@ def select_examples(
                     kept[key] = example
                 continue
             kept[key] = example
+    if progress is not None:
+        progress(candidates)
     examples = [kept[key] for key in sorted(kept)]
     return Selection(examples=examples, candidates=candidates, drop_reasons=drops)
 
@@ -254,3 +259,14 @@ def _normalize(messages: list[Message]) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def count_candidates(store: Store, task: str) -> int:
+    """How many interactions ``task`` has (a progress bar's total)."""
+    with store.session() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(Interaction).where(Interaction.task == task)
+            )
+            or 0
+        )
