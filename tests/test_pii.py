@@ -148,3 +148,15 @@ def test_redact_command_writes_the_same_format_atomically(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["dataset", "redact", str(broken), "--out", str(target)])
     assert result.exit_code != 0 and not target.exists()
     assert "broken.jsonl:2: json_parse" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_presidio_pass_finds_names_businesses_and_places() -> None:
+    pytest.importorskip("presidio_analyzer")
+    from tuneloop.curate.pii import presidio_finder
+
+    redactor = Redactor(ner=presidio_finder())
+    text = "John Smith from Microsoft flew to Berlin; mail john@x.io"
+    assert redactor.redact_example(text)[0] == (
+        "[PERSON_NAME] from [BUSINESS_NAME] flew to [ADDRESS]; mail contact@example.com"
+    )

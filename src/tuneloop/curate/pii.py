@@ -555,14 +555,14 @@ def presidio_finder(language: str = "en", model: str | None = None) -> NerFinder
         ).create_engine(),
         supported_languages=[language],
     )
-    kinds = {"PERSON": PERSON, "ORGANIZATION": BUSINESS, "NRP": None, "LOCATION": ADDRESS}
+    kinds: dict[str, str] = {"PERSON": PERSON, "ORGANIZATION": BUSINESS, "LOCATION": ADDRESS}
 
     def find(text: str) -> list[Span]:
-        results = engine.analyze(text, language=language, entities=["PERSON", "LOCATION"])
+        results = engine.analyze(text, language=language, entities=list(kinds))
         return [
             Span(r.start, r.end, kinds[r.entity_type])
             for r in results
-            if kinds.get(r.entity_type) is not None and r.score >= 0.5
+            if r.entity_type in kinds and r.score >= 0.5
         ]
 
     return find

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,7 +241,7 @@ def _content(message: dict[str, Any]) -> str:
 
 
 def write_splits(
-    splits: dict[str, Sequence[Record]], out: str | Path, fmt: str, *, overwrite: bool = False
+    splits: Mapping[str, Sequence[Record]], out: str | Path, fmt: str, *, overwrite: bool = False
 ) -> dict[str, Path]:
     """Write ``out/<split><suffix>`` per split (``hf``: one DatasetDict folder), atomically."""
     if fmt not in EXPORT_FORMATS:
