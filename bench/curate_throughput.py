@@ -13,7 +13,7 @@ Part 2 (wall time and peak RSS): a version is built from N interactions stored i
 process so its peak RSS is its own. The default N is scaled so the whole bench stays under
 five minutes on 2 cores; ``--stored 1000000`` runs the full million.
 
-    python bench/curate_throughput.py [--examples 20000] [--stored 100000]
+    python bench/curate_throughput.py [--examples 20000] [--stored 50000]
 """
 
 from __future__ import annotations
@@ -40,19 +40,11 @@ sys.path.insert(0, str(ROOT / "src"))
 SYSTEM = "You generate UI layout JSON. Respond with one JSON object describing the layout tree."
 SCREENS = ["settings", "dashboard", "profile", "calendar", "inbox", "checkout", "search", "login"]
 PLATFORMS = ["mobile", "web", "tablet"]
+_LETTERS = random.Random(7)
+# A vocabulary of 3,000 made-up words, so prompts share few shingles (as real prompts do).
 WORDS = [
-    "clean",
-    "modern",
-    "dark",
-    "light",
-    "compact",
-    "spacious",
-    "playful",
-    "formal",
-    "minimal",
-    "dense",
-    "bold",
-    "calm",
+    "".join(_LETTERS.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_LETTERS.randint(3, 9)))
+    for _ in range(3000)
 ]
 
 
@@ -230,7 +222,7 @@ def store_child(workspace: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=20_000)
-    parser.add_argument("--stored", type=int, default=100_000)
+    parser.add_argument("--stored", type=int, default=50_000)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -43,6 +43,7 @@ from tuneloop.store import Dataset, DatasetExample, Store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FORMAT = "openai-chat-jsonl"
+OPENAI_COUNT_MODEL = "gpt-4o-mini"
 
 
 def build_dataset(
@@ -131,6 +132,8 @@ def build_dataset(
                 tokenizer=tokenizer,
                 epochs=config.train.epochs,
                 max_length=config.train.max_length,
+                # Without a tokenizer, OpenAI's own encoding counts when tiktoken has it cached.
+                model=None if tokenizer is not None else OPENAI_COUNT_MODEL,
             ),
             **extra_stats,
         }
