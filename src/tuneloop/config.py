@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuneloop.errors import ConfigError
+from tuneloop.formats import DEFAULT_PROMPT, DEFAULT_SYSTEM
 
 CONFIG_FILENAME = "tuneloop.toml"
 ENV_PREFIX = "TUNELOOP_"
@@ -90,6 +91,32 @@ class CaptureConfig(Section):
     )
 
 
+class PiiConfig(Section):
+    """PII redaction on export and build (curate/pii.py lists the kinds)."""
+
+    enabled: bool = Field(True, description="redact exports and builds; turning it off is explicit")
+    kinds: list[str] = Field(
+        default_factory=lambda: [
+            "email",
+            "phone",
+            "credit_card",
+            "ipv4",
+            "ipv6",
+            "iban",
+            "ssn",
+            "url_token",
+            "secret",
+            "person_name",
+            "business_name",
+            "address",
+        ],
+        description="what to look for",
+    )
+    ner: Literal["none", "presidio"] = Field(
+        "none", description="named-entity pass for names and places (presidio: extra 'pii')"
+    )
+
+
 class CurateConfig(Section):
     min_reward: float = Field(0.3, ge=-1, le=1, description="keep examples with reward >= this")
     min_quality: int = Field(5, ge=0, le=10, description="keep examples with quality >= this")
@@ -105,6 +132,28 @@ class CurateConfig(Section):
         "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
         "'metadata:category,platform' or 'metadata:request_id'",
     )
+    stratify_by_category: bool = Field(
+        True, description="every category with two or more groups gets one on each side"
+    )
+    near_duplicates: bool = Field(True, description="drop near-duplicates (MinHash LSH)")
+    near_dup_threshold: float = Field(
+        0.8, gt=0, le=1, description="estimated Jaccard similarity above which two are near-dups"
+    )
+    near_dup_permutations: int = Field(64, ge=16, le=512, description="MinHash permutations")
+    max_per_category: int | None = Field(
+        None, ge=1, description="keep at most this many examples per category (best-rewarded)"
+    )
+    balance_categories: bool = Field(
+        False, description="cap every category at the size of the smallest one"
+    )
+    import_system_prompt: str = Field(
+        DEFAULT_SYSTEM, description="system message of examples imported from layout files"
+    )
+    import_prompt_template: str = Field(
+        DEFAULT_PROMPT,
+        description="user prompt of a layout file {category}_{scenario}_{platform}_{version}.json",
+    )
+    pii: PiiConfig = Field(default_factory=PiiConfig)
 
 
 class TrainConfig(Section):

@@ -39,7 +39,11 @@ def _client(config_path: Path | None) -> Tuneloop:
 
 @log_app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(help="JSONL file: messages + response per line.")],
+    file: Annotated[Path, typer.Argument(help="A dataset file or folder in any supported format.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="openai, together, dpo, alpaca, sharegpt, ... (detected)."),
+    ] = None,
     task: Annotated[str | None, typer.Option(help="Task of lines that set none.")] = None,
     source: Annotated[str, typer.Option(help="Source of lines that set none.")] = "import",
     config: ConfigOption = None,
@@ -52,10 +56,10 @@ def import_command(
     """
     from tuneloop.capture.importer import import_jsonl
 
-    if not file.is_file():
-        raise InputError(f"cannot read {file}: no such file")
+    if not file.exists():
+        raise InputError(f"cannot read {file}: no such file or folder")
     with _client(config) as client:
-        size = file.stat().st_size
+        size = file.stat().st_size if file.is_file() else 0
         show = console.is_terminal and size >= PROGRESS_MIN_BYTES
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True, disable=not show) as progress:
@@ -65,6 +69,7 @@ def import_command(
                 file,
                 task=task,
                 source=source,
+                fmt=fmt,
                 progress=lambda done: progress.update(bar, completed=done),
             )
     console.print(report.summary(), highlight=False, soft_wrap=True)
