@@ -49,3 +49,18 @@ def test_import_object_names_the_missing_part() -> None:
         import_object("json:nope")
     with pytest.raises(ProviderError, match="not of the form"):
         import_object("json", error=ProviderError)
+
+
+def test_the_local_provider_streams_and_answers_async() -> None:
+    import asyncio
+
+    provider = build_provider("builtin:tiny", device="cpu")
+    messages = [{"role": "user", "content": "Design a mobile login screen."}]
+    chunks = list(provider.stream(messages, max_tokens=6))
+    final = chunks[-1].completion
+    assert final is not None and final.provider == "local"
+    assert "".join(chunk.text for chunk in chunks).strip() == final.text
+    assert final.completion_tokens is not None and 0 < final.completion_tokens <= 7
+    assert final.finish_reason in ("stop", "length")
+    answer = asyncio.run(provider.acomplete(messages, max_tokens=6))
+    assert answer.completion_tokens is not None and answer.completion_tokens <= 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -300,3 +301,38 @@ def test_chain_specs_build_members_in_order() -> None:
         build_provider("provider:nope")
     with pytest.raises(ProviderError, match="unknown provider spec"):
         build_provider("magic:thing")
+
+
+def test_config_refuses_unknown_members_and_chains_that_contain_themselves(
+    tmp_path: Path,
+) -> None:
+    from tuneloop.config import load_config
+    from tuneloop.errors import ConfigError
+
+    path = tmp_path / "tuneloop.toml"
+    path.write_text('[providers.a]\nkind = "chain"\nmembers = ["provider:missing"]\n')
+    with pytest.raises(ConfigError, match="provider:missing, which is not configured"):
+        load_config(path, environ={})
+    path.write_text(
+        '[providers.a]\nkind = "chain"\nmembers = ["provider:b"]\n'
+        '[providers.b]\nkind = "chain"\nmembers = ["openai:gpt-4o", "provider:a"]\n'
+    )
+    with pytest.raises(ConfigError, match="chains contain each other: a → b → a"):
+        load_config(path, environ={})
+
+
+def test_config_refuses_secrets_in_provider_tables(tmp_path: Path) -> None:
+    from tuneloop.config import load_config
+    from tuneloop.errors import ConfigError
+
+    path = tmp_path / "tuneloop.toml"
+    path.write_text('[providers.x]\nkind = "openai"\nmodel = "m"\napi_key = "sk-123"\n')
+    with pytest.raises(ConfigError, match="looks like a secret") as caught:
+        load_config(path, environ={})
+    assert "sk-123" not in str(caught.value)
+    path.write_text(
+        '[providers.x]\nkind = "openai"\nmodel = "m"\nheaders = { Authorization = "Bearer k" }\n'
+    )
+    with pytest.raises(ConfigError, match="headers.Authorization looks like a secret") as caught:
+        load_config(path, environ={})
+    assert "Bearer k" not in str(caught.value)

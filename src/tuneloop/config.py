@@ -307,14 +307,6 @@ class ProviderSettings(Section):
     )
     output: OutputConfig | None = Field(None, description="checks and normalisation of answers")
 
-    @field_validator("headers")
-    @classmethod
-    def _no_secret_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name in headers:
-            if name.lower() in SECRET_HEADERS:
-                raise ValueError(f"header {name!r} carries a secret; set api_key_env instead")
-        return headers
-
 
 class GatewayConfig(Section):
     """The OpenAI-compatible gateway. Every key is also a ``tuneloop gateway`` option."""
@@ -459,11 +451,42 @@ def load_config(
         raise ConfigError(_describe_validation_error(exc, origins)) from None
     if not config.workspace.is_absolute():
         config.workspace = base_dir / config.workspace
+    _check_provider_references(config.providers, config_path)
     for provider in config.providers.values():
         output = provider.output
         if output is not None and output.schema_path and not output.schema_path.is_absolute():
             output.schema_path = base_dir / output.schema_path
     return config
+
+
+def _check_provider_references(providers: dict[str, ProviderSettings], path: Path) -> None:
+    """Chain members named ``provider:NAME`` must exist, and no chain may contain itself."""
+    members = {
+        name: [
+            m.strip().removeprefix("provider:")
+            for m in settings.members
+            if m.strip().startswith("provider:")
+        ]
+        for name, settings in providers.items()
+    }
+    for name, refs in members.items():
+        for ref in refs:
+            if ref not in providers:
+                known = ", ".join(sorted(providers))
+                raise ConfigError(
+                    f"{path}: providers.{name}.members names provider:{ref}, "
+                    f"which is not configured (known: {known})"
+                )
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in trail:
+            cycle = " → ".join((*trail[trail.index(name) :], name))
+            raise ConfigError(f"{path}: chains contain each other: {cycle}")
+        for ref in members.get(name, []):
+            visit(ref, (*trail, name))
+
+    for name in providers:
+        visit(name, ())
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -481,7 +504,9 @@ def _refuse_secrets(data: dict[str, Any], path: Path, prefix: str = "") -> None:
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
             _refuse_secrets(value, path, f"{dotted}.")
-        elif _looks_secret(key) and value:
+        elif (
+            _looks_secret(key) or (prefix.endswith("headers.") and key.lower() in SECRET_HEADERS)
+        ) and value:
             raise ConfigError(
                 f"{path}: key {dotted} looks like a secret; secrets are read only from "
                 "environment variables (for example OPENAI_API_KEY), never from the config file"
@@ -585,6 +610,9 @@ def _render_section(section: BaseModel, path: tuple[str, ...]) -> list[str]:
             scalars.append(f"# {field.description}")
         if value is None:
             scalars.append(f"# {name} = ")
+        elif isinstance(value, dict) and not value:
+            # A table of named tables (providers): an inline {} would forbid adding them.
+            scalars.append(f"# [{'.'.join((*path, name))}.NAME] tables, none yet")
         else:
             scalars.append(f"{name} = {_toml_value(value)}")
     return scalars + tables

@@ -134,6 +134,8 @@ class AnthropicProvider(RemoteProvider):
                 "none": {"type": "none"},
             }
             request["tool_choice"] = choices.get(options.tool_choice, {"type": "auto"})
+        for key in request:  # this call's settings win over the configured body
+            body.pop(key, None)
         request["extra_body"] = body or None
         return request
 

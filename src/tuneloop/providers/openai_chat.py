@@ -57,7 +57,7 @@ class OpenAIChatProvider(RemoteProvider):
             if value is not None:
                 body[field] = value
         if stream:
-            body["stream_options"] = {"include_usage": True}
+            body.setdefault("stream_options", {"include_usage": True})
         return body
 
     def _completion(self, messages: list[Message], response: Any) -> Completion:

@@ -123,7 +123,7 @@ class RemoteProvider(BaseProvider):
 
     # -- keys and clients ------------------------------------------------------------------
 
-    def api_key(self) -> str:
+    def _api_key(self) -> str:
         """The key from the environment; a missing required key names its variable."""
         value = self._environ.get(self.key_env, "") if self.key_env else ""
         if value:
@@ -141,7 +141,7 @@ class RemoteProvider(BaseProvider):
 
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._make_client(self.api_key(), asynchronous=False)
+            self._client = self._make_client(self._api_key(), asynchronous=False)
         return self._client
 
     def async_client(self) -> Any:
@@ -152,7 +152,7 @@ class RemoteProvider(BaseProvider):
         if client is None:
             for stale in [k for k in self._async_clients if k != key]:
                 del self._async_clients[stale]
-            client = self._make_client(self.api_key(), asynchronous=True)
+            client = self._make_client(self._api_key(), asynchronous=True)
             self._async_clients[key] = client
         return client
 
@@ -389,9 +389,10 @@ class RemoteProvider(BaseProvider):
         where = f"{self.name}: HTTP {status}"
         detail = self.redact(detail)
         if status in (401, 403):
+            # The server's own words are left out: some echo part of the key back.
             variable = self.key_env or "api_key_env (not configured)"
             return AuthenticationError(
-                f"{where}: the key in {variable} was refused ({detail})", env_var=self.key_env
+                f"{where}: the key in {variable} was refused", env_var=self.key_env
             )
         if status == 429:
             return RateLimited(
