@@ -336,3 +336,52 @@ def test_config_refuses_secrets_in_provider_tables(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="headers.Authorization looks like a secret") as caught:
         load_config(path, environ={})
     assert "Bearer k" not in str(caught.value)
+
+
+def test_backoff_grows_with_jitter_and_retry_after_wins() -> None:
+    import random
+
+    from tuneloop.providers.retry import RetryPolicy
+
+    policy = RetryPolicy(max_retries=5, base_delay_s=1.0, max_delay_s=5.0, jitter=0.5)
+    rng = random.Random(7)
+    error = ProviderUnavailable("down")
+    for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (4, 5.0)]:
+        delays = {policy.delay(attempt, error, rng) for _ in range(20)}
+        assert all(ceiling * 0.5 <= d <= ceiling for d in delays) and len(delays) > 1
+    assert policy.delay(0, RateLimited("slow", retry_after=12.5), rng) == 12.5
+
+
+def test_retries_never_wait_past_the_deadline() -> None:
+    import random
+
+    from tuneloop.providers.retry import Deadline, RetryPolicy, retry_call
+
+    clock = FakeClock()
+    waits: list[float] = []
+    calls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    def call() -> str:
+        calls.append(clock.now)
+        clock.now += 0.5  # each attempt takes half a second to fail
+        raise ProviderUnavailable("down", status=503)
+
+    retried: list[str] = []
+    with pytest.raises(ProviderUnavailable):
+        retry_call(
+            call,
+            name="p",
+            policy=RetryPolicy(max_retries=50, base_delay_s=0.25, max_delay_s=1.0, jitter=0.0),
+            deadline=Deadline(4.0, clock),
+            rng=random.Random(0),
+            on_retry=lambda error: retried.append(error_kind(error)),
+            sleep=sleep,
+        )
+    # attempts at 0, 0.75, 1.75, 3.25; the next wait (1 s) would end past 4 s, so it stops
+    assert calls == [1000.0, 1000.75, 1001.75, 1003.25]
+    assert waits == [0.25, 0.5, 1.0] and retried == ["unavailable"] * 3
+    assert clock.now - 1000 <= 4.0

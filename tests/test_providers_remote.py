@@ -450,3 +450,61 @@ def test_a_provider_error_is_one_line_and_never_holds_the_prompt(fake_openai: Fa
     assert "\n" not in str(caught.value) and "private" not in str(caught.value)
     assert isinstance(remote(fake_openai, "openai"), RemoteProvider)
     assert StreamChunk().text == ""
+
+
+def test_anthropic_translation_of_messages_tools_and_stop_reasons() -> None:
+    from tuneloop.providers.anthropic_messages import anthropic_tools, finish_reason, split_system
+
+    system, turns = split_system(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "system", "content": [{"type": "text", "text": "Answer in JSON."}]},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "Calling a tool."},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ]
+    )
+    assert system == "Be brief.\n\nAnswer in JSON."
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert turns[2]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "content": "sunny",
+    }
+    with pytest.raises(BadRequest, match="role 'function'"):
+        split_system([{"role": "function", "content": "x"}])
+    tools = anthropic_tools(
+        (
+            {
+                "type": "function",
+                "function": {
+                    "name": "weather",
+                    "description": "Look it up",
+                    "parameters": {"type": "object"},
+                },
+            },
+        )
+    )
+    assert tools == [
+        {"name": "weather", "description": "Look it up", "input_schema": {"type": "object"}}
+    ]
+    assert [finish_reason(r) for r in ("end_turn", "max_tokens", "tool_use", "refusal")] == [
+        "stop",
+        "length",
+        "tool_calls",
+        "content_filter",
+    ]
+
+
+def test_configured_body_parameters_are_sent_and_a_call_overrides_them(
+    fake_together: FakeAPI, fake_anthropic: FakeAPI
+) -> None:
+    body = {"temperature": 0.9, "top_k": 40}
+    remote(fake_together, "together", "m", body=body).complete(HELLO, temperature=0.1)
+    assert fake_together.requests[0].body["temperature"] == 0.1
+    assert fake_together.requests[0].body["top_k"] == 40
+    remote(fake_anthropic, "anthropic", "claude-haiku-4-5", body=body).complete(
+        HELLO, temperature=0.1
+    )
+    assert fake_anthropic.requests[0].body["temperature"] == 0.1
+    assert fake_anthropic.requests[0].body["top_k"] == 40

@@ -119,10 +119,6 @@ class AnthropicProvider(RemoteProvider):
         }
         if system:
             request["system"] = system
-        if options.temperature is not None:
-            request["temperature"] = options.temperature
-        if options.top_p is not None:
-            request["top_p"] = options.top_p
         if options.stop:
             request["stop_sequences"] = list(options.stop)
         if options.tools:
@@ -136,6 +132,11 @@ class AnthropicProvider(RemoteProvider):
             request["tool_choice"] = choices.get(options.tool_choice, {"type": "auto"})
         for key in request:  # this call's settings win over the configured body
             body.pop(key, None)
+        # Sampling settings travel in the body: not every client version types them.
+        if options.temperature is not None:
+            body["temperature"] = options.temperature
+        if options.top_p is not None:
+            body["top_p"] = options.top_p
         request["extra_body"] = body or None
         return request
 

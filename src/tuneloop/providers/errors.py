@@ -136,5 +136,5 @@ def error_kind(exc: BaseException) -> str:
     for the ``fallback_on`` setting of a chain; ``error`` for anything else."""
     for cls in type(exc).__mro__:
         if cls in ERROR_KINDS:
-            return ERROR_KINDS[cls]  # type: ignore[index]
+            return ERROR_KINDS[cls]
     return "error"

@@ -85,7 +85,9 @@ def build_provider(
             base_url, hash_sign, model = rest.rpartition("#")
             if not hash_sign or not base_url or not model:
                 raise ProviderError(f"{spec!r}: expected openai-compatible:BASE_URL#MODEL")
-        settings = ProviderSettings(kind=kind, model=model, base_url=base_url)  # type: ignore[arg-type]
+        settings = ProviderSettings.model_validate(
+            {"kind": kind, "model": model, "base_url": base_url}
+        )
         return build_from_settings(spec, settings, store=store, device=device, providers=providers)
     raise ProviderError(f"unknown provider spec {spec!r}; expected one of: {SPEC_HELP}")
 

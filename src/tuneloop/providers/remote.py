@@ -205,7 +205,8 @@ class RemoteProvider(BaseProvider):
         return completion.replace(latency_ms=latency_ms, trail=trail)
 
     def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
-        deadline, retries, started = self._deadline(options), [], time.perf_counter()
+        deadline, started = self._deadline(options), time.perf_counter()
+        retries: list[Attempt] = []
 
         def attempt() -> Completion:
             try:
@@ -226,7 +227,8 @@ class RemoteProvider(BaseProvider):
         return self._finish(completion, retries, started)
 
     async def _acomplete(self, messages: list[Message], options: RequestOptions) -> Completion:
-        deadline, retries, started = self._deadline(options), [], time.perf_counter()
+        deadline, started = self._deadline(options), time.perf_counter()
+        retries: list[Attempt] = []
 
         async def attempt() -> Completion:
             try:
@@ -253,7 +255,8 @@ class RemoteProvider(BaseProvider):
 
     def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
         """Retries are possible until the first text is out; after that a failure is final."""
-        deadline, retries, started = self._deadline(options), [], time.perf_counter()
+        deadline, started = self._deadline(options), time.perf_counter()
+        retries: list[Attempt] = []
         attempt = 0
         while True:
             if deadline.expired():
@@ -299,7 +302,8 @@ class RemoteProvider(BaseProvider):
     async def _astream(
         self, messages: list[Message], options: RequestOptions
     ) -> AsyncIterator[StreamChunk]:
-        deadline, retries, started = self._deadline(options), [], time.perf_counter()
+        deadline, started = self._deadline(options), time.perf_counter()
+        retries: list[Attempt] = []
         attempt = 0
         while True:
             delivered = False
@@ -411,7 +415,7 @@ class RemoteProvider(BaseProvider):
             return self.map_transport(exc, timeout=True)
         if isinstance(exc, transports):
             return self.map_transport(exc, timeout=False)
-        if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
+        if isinstance(exc, ValueError | KeyError | AttributeError):
             return self.malformed(exc)  # bad JSON in an event, an unexpected shape
         return None
 
