@@ -59,7 +59,7 @@ def _key_status(settings: ProviderSettings) -> tuple[str, str]:
     """(variable, "set" / "not set" / "-"), never the key itself."""
     import os
 
-    from tuneloop.providers.remote import KINDS, key_env_of
+    from tuneloop.providers import KINDS, key_env_of
 
     if settings.kind not in KINDS:
         return "-", "-"
@@ -119,8 +119,7 @@ def ask(
     config_path: ConfigOption = None,
 ) -> None:
     """Ask one question: the answer on stdout; model, tokens, cost and trail on stderr."""
-    from tuneloop.providers import RequestOptions
-    from tuneloop.providers.output import checked, json_check
+    from tuneloop.providers import RequestOptions, checked, json_check
 
     config = _config(config_path)
     provider = _resolve(spec, config)

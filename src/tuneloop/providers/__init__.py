@@ -39,11 +39,13 @@ from tuneloop.providers.factory import (
     build_provider,
     provider_for_version,
 )
-from tuneloop.providers.output import checked, json_check
+from tuneloop.providers.output import CheckedProvider, OutputCheck, checked, json_check
+from tuneloop.providers.prices import PRICES, Price, price_for
 from tuneloop.providers.remote import KINDS, key_env_of
 
 __all__ = [
     "KINDS",
+    "PRICES",
     "SPEC_HELP",
     "AllProvidersFailed",
     "Attempt",
@@ -52,12 +54,15 @@ __all__ = [
     "BaseProvider",
     "BreakerSettings",
     "CallableProvider",
+    "CheckedProvider",
     "CircuitBreaker",
     "Completion",
     "FallbackChain",
     "FinalError",
     "InvalidOutput",
     "Message",
+    "OutputCheck",
+    "Price",
     "Provider",
     "ProviderConnectionError",
     "ProviderError",
@@ -74,5 +79,6 @@ __all__ = [
     "error_kind",
     "json_check",
     "key_env_of",
+    "price_for",
     "provider_for_version",
 ]
