@@ -508,3 +508,20 @@ def test_configured_body_parameters_are_sent_and_a_call_overrides_them(
     )
     assert fake_anthropic.requests[0].body["temperature"] == 0.1
     assert fake_anthropic.requests[0].body["top_k"] == 40
+
+
+def test_chain_spec_over_two_openai_compatible_servers(
+    fake_openai: FakeAPI, fake_together: FakeAPI
+) -> None:
+    fake_openai.push(*[Reply.error(429, "slow down", retry_after=0)] * 3)  # 1 try + 2 retries
+    fake_together.push(Reply(text="second server", usage=(5, 2)))
+    spec = (
+        f"chain:openai-compatible:{fake_openai.base_url}#a,"
+        f"openai-compatible:{fake_together.base_url}#b"
+    )
+    provider = build_provider(spec)
+    assert isinstance(provider, FallbackChain) and len(provider.members) == 2
+    completion = provider.complete(HELLO)
+    assert completion.text == "second server" and completion.model == "b"
+    assert [a.error for a in completion.trail] == ["rate_limited", None]
+    assert len(fake_openai.requests) == 3 and len(fake_together.requests) == 1
