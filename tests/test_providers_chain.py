@@ -385,3 +385,30 @@ def test_retries_never_wait_past_the_deadline() -> None:
     assert calls == [1000.0, 1000.75, 1001.75, 1003.25]
     assert waits == [0.25, 0.5, 1.0] and retried == ["unavailable"] * 3
     assert clock.now - 1000 <= 4.0
+
+
+def test_chain_settings_from_config_reach_the_chain(tmp_path: Path) -> None:
+    from tuneloop.config import load_config
+
+    path = tmp_path / "tuneloop.toml"
+    path.write_text(
+        "[providers.fast]\n"
+        'kind = "chain"\n'
+        'members = ["callable:tuneloop.demo.teacher:respond", "builtin:tiny"]\n'
+        'fallback_on = ["timeout", "unavailable"]\n'
+        "timeout_s = 12\n"
+        "breaker = { failures = 5, window_s = 10, cooldown_s = 2 }\n"
+        "[providers.plain]\n"
+        'kind = "chain"\n'
+        'members = ["provider:fast"]\n'
+        "breaker = { enabled = false }\n"
+    )
+    config = load_config(path, environ={})
+    fast = build_provider("provider:fast", providers=config.providers)
+    assert isinstance(fast, FallbackChain) and fast.name == "fast"
+    assert fast.fallback_on == ("timeout", "unavailable") and fast.timeout_s == 12
+    assert fast.breakers[0] is not None
+    assert fast.breakers[0].settings == BreakerSettings(failures=5, window_s=10, cooldown_s=2)
+    plain = build_provider("provider:plain", providers=config.providers)
+    assert isinstance(plain, FallbackChain) and plain.breakers == (None,)
+    assert plain.timeout_s is None  # no deadline of its own unless one is set

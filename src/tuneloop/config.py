@@ -227,6 +227,7 @@ class BreakerConfig(Section):
     failures: int = Field(3, ge=1, description="failures within window_s that open the circuit")
     window_s: float = Field(60.0, gt=0, description="how far back failures count")
     cooldown_s: float = Field(30.0, ge=0, description="seconds a failing member is skipped")
+    enabled: bool = Field(True, description="false: always try every member")
 
 
 class OutputConfig(Section):

@@ -119,7 +119,7 @@ def build_from_settings(
             name=name,
             fallback_on=settings.fallback_on,
             breaker=BreakerSettings(breaker.failures, breaker.window_s, breaker.cooldown_s)
-            if breaker is not None
+            if breaker is not None and breaker.enabled
             else None,
             timeout_s=settings.timeout_s if "timeout_s" in settings.model_fields_set else None,
             output=OutputCheck.from_config(settings.output) if settings.output else None,
