@@ -525,3 +525,18 @@ def test_chain_spec_over_two_openai_compatible_servers(
     assert completion.text == "second server" and completion.model == "b"
     assert [a.error for a in completion.trail] == ["rate_limited", None]
     assert len(fake_openai.requests) == 3 and len(fake_together.requests) == 1
+
+
+def test_a_chain_deadline_bounds_its_members(fake_openai: FakeAPI, fake_together: FakeAPI) -> None:
+    fake_openai.default = Reply.hang(3)
+    chain = FallbackChain(
+        [remote(fake_openai, "openai", timeout_s=60), remote(fake_together, "together", "m")],
+        timeout_s=0.4,
+    )
+    with pytest.raises(AllProvidersFailed) as caught:
+        chain.complete(HELLO)
+    assert [(a.outcome, a.error) for a in caught.value.trail] == [
+        ("failed", "timeout"),
+        ("skipped", "timeout"),
+    ]
+    assert fake_together.requests == []  # no time was left for the second member
