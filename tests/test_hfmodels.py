@@ -51,6 +51,7 @@ def test_import_object_names_the_missing_part() -> None:
         import_object("json", error=ProviderError)
 
 
+@pytest.mark.slow  # loads and runs the shipped model
 def test_the_local_provider_streams_and_answers_async() -> None:
     import asyncio
 
