@@ -240,3 +240,19 @@ def test_split_is_stratified_by_category() -> None:
         assert {e.category for e in train} == set("abcdef")
         plain = split_examples(examples, eval_fraction=0.1, seed=seed, stratify=False)[1]
         assert len(plain) <= len(held_out)
+
+
+def test_turning_redaction_off_is_explicit_and_on_the_card(store: Store, config: Config) -> None:
+    seed(store, 6)
+    add(store, "Mail jane@corp.io the layout", '{"to": "jane@corp.io"}')
+    config.curate.redact_pii = False
+    dataset = build_dataset(store, config)
+    assert dataset.stats["redactions"] == {"enabled": False, "counts": {}}
+    assert "jane@corp.io" in json.dumps(load_split(dataset, "train") + load_split(dataset, "eval"))
+    assert "Redaction was turned off" in (Path(dataset.path) / "CARD.md").read_text()
+    out = Path(config.workspace).parent / "export"
+    report = export_version(store, config, "layout@1", "openai", out)  # export still redacts
+    assert report.redactions["email"] == 2
+    assert (
+        "jane@corp.io" not in (out / "train.jsonl").read_text() + (out / "eval.jsonl").read_text()
+    )

@@ -69,8 +69,8 @@ def build_dataset(
     curate = config.curate
     redactions: Counter[str] = Counter()
     steps = list(transforms)
-    if curate.pii.enabled:
-        steps.insert(0, redaction_step(redactor_from_config(curate.pii), redactions))
+    if curate.redact_pii:
+        steps.insert(0, redaction_step(redactor_from_config(curate), redactions))
     selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
     examples = selection.examples
     near = None
@@ -102,7 +102,7 @@ def build_dataset(
         "transforms": [getattr(t, "__name__", repr(t)) for t in steps],
     }
     extra_stats = {
-        "redactions": {"enabled": curate.pii.enabled, "counts": dict(sorted(redactions.items()))},
+        "redactions": {"enabled": curate.redact_pii, "counts": dict(sorted(redactions.items()))},
         "duplicates": {
             "exact": selection.drop_reasons.get("duplicate", 0),
             "near": near.dropped if near else 0,
