@@ -256,3 +256,14 @@ def test_turning_redaction_off_is_explicit_and_on_the_card(store: Store, config:
     assert (
         "jane@corp.io" not in (out / "train.jsonl").read_text() + (out / "eval.jsonl").read_text()
     )
+
+
+def test_strict_build_refuses_invalid_examples(store: Store, config: Config) -> None:
+    from tuneloop.errors import InputError
+
+    seed(store, 4)
+    add(store, "   ", '{"type": "FRAME"}')  # an empty prompt: dropped, or refused when strict
+    assert build_dataset(store, config).stats["counts"]["total"] == 4
+    config.curate.strict = True
+    with pytest.raises(InputError, match="1 invalid example"):
+        build_dataset(store, config)

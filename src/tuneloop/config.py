@@ -106,6 +106,9 @@ class CurateConfig(Section):
         "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
         "'metadata:category,platform' or 'metadata:request_id'",
     )
+    strict: bool = Field(
+        False, description="refuse to build when any candidate is an invalid example"
+    )
     stratify_by_category: bool = Field(
         True, description="every category with two or more groups gets one on each side"
     )

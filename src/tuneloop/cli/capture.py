@@ -46,6 +46,9 @@ def import_command(
     ] = None,
     task: Annotated[str | None, typer.Option(help="Task of lines that set none.")] = None,
     source: Annotated[str, typer.Option(help="Source of lines that set none.")] = "import",
+    strict: Annotated[
+        bool, typer.Option(help="Refuse the whole file, storing nothing, if any line is bad.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Import calls from a JSONL file (tuneloop or OpenAI fine-tuning lines).
@@ -71,6 +74,7 @@ def import_command(
                 task=task,
                 source=source,
                 fmt=fmt,
+                strict=strict,
                 progress=lambda done: progress.update(bar, completed=done),
             )
     console.print(report.summary(), highlight=False, soft_wrap=True)

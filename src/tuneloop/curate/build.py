@@ -72,6 +72,13 @@ def build_dataset(
     if curate.redact_pii:
         steps.insert(0, redaction_step(redactor_from_config(curate), redactions))
     selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
+    invalid = {r: n for r, n in selection.drop_reasons.items() if r.startswith("invalid: ")}
+    if curate.strict and invalid:
+        raise InputError(
+            f"{sum(invalid.values())} invalid example(s) for task {task!r}, nothing built "
+            f"(curate.strict): " + "; ".join(f"{r.removeprefix('invalid: ')} ({n})"
+                                              for r, n in sorted(invalid.items()))
+        )  # fmt: skip
     examples = selection.examples
     near = None
     if curate.near_duplicates and len(examples) > 1:
