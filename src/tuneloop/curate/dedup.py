@@ -12,8 +12,8 @@ joins that example's cluster and is dropped. So each cluster keeps its best-rewa
 no two kept examples are near-duplicates, which also means no near-duplicate pair can straddle
 train and eval. The clusters (kept id → dropped ids) are reported for the card.
 
-Held in memory: two signatures per kept example (``permutations`` × 8 bytes each) and
-datasketch's band index.
+Held in memory: the prompt signature of each kept example (``permutations`` × 8 bytes), the
+answer signatures of those that met a near prompt, and datasketch's band index.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def remove_near_duplicates(
     lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
     template = MinHash(num_perm=permutations)
     seeds, scheme = template.permutations, template.scheme  # made once, not per example
-    signatures: dict[str, tuple[MinHash, MinHash]] = {}
+    prompts: dict[str, tuple[MinHash, int]] = {}  # kept id -> prompt signature, position
+    answers: dict[int, MinHash] = {}  # made only when a prompt is near enough to need one
     keep = [False] * len(examples)
     clusters: dict[str, list[str]] = defaultdict(list)
     dropped = 0
@@ -91,26 +92,30 @@ def remove_near_duplicates(
         signature.update_batch(list(parts))
         return signature
 
+    def answer_of(position: int) -> MinHash:
+        if position not in answers:
+            answers[position] = signature_of(answer_shingles(examples[position]))
+        return answers[position]
+
     for index in order:
         example = examples[index]
         prompt = signature_of(shingles(example))
-        candidates = lsh.query(prompt)
-        answer = signature_of(answer_shingles(example))
         near = [
             other
-            for other in candidates
-            if prompt.jaccard(signatures[other][0]) >= threshold
-            and answer.jaccard(signatures[other][1]) >= threshold
+            for other in lsh.query(prompt)
+            if prompt.jaccard(prompts[other][0]) >= threshold
+            and answer_of(index).jaccard(answer_of(prompts[other][1])) >= threshold
         ]
+        answers.pop(index, None)
         if near:
             dropped += 1
             clusters[min(near)].append(example.interaction_id)
             continue
         key = example.interaction_id
-        if key in signatures:  # the same interaction twice: nothing new to index
+        if key in prompts:  # the same interaction twice: nothing new to index
             continue
         lsh.insert(key, prompt)
-        signatures[key] = (prompt, answer)
+        prompts[key] = (prompt, index)
         keep[index] = True
     kept = [example for example, flag in zip(examples, keep, strict=True) if flag]
     return DedupResult(kept, dropped, dict(clusters))
