@@ -104,3 +104,12 @@ def test_cli_import_with_format(client: Tuneloop, tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "1 imported, 1 skipped" in result.output
     assert "missing_field" in result.output
+
+
+def test_strict_import_refuses_the_whole_file(client: Tuneloop, tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(ROWS["alpaca"]) + "\n" + json.dumps({"instruction": "x"}) + "\n")
+    with pytest.raises(InputError, match=r"1 bad line\(s\), nothing imported .*data.jsonl:2: "):
+        import_jsonl(client, path, strict=True)
+    assert rows(client) == []
+    assert import_jsonl(client, path).imported == 1  # without --strict the good line goes in

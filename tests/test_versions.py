@@ -87,6 +87,21 @@ def test_near_duplicates_keep_the_best_rewarded() -> None:
     assert result.dropped == 2 and sorted(result.clusters["best"]) == ["low", "same"]
 
 
+def test_templated_prompts_with_different_answers_are_not_near_duplicates() -> None:
+    template = "Design a web {} screen with a clean production ready layout and realistic text"
+    answers = ["a sidebar with charts and filters", "two toggles for sound and dark mode"]
+    examples = [
+        Example(
+            name,
+            [{"role": "user", "content": template.format(name)},
+             {"role": "assistant", "content": answer}],
+        )
+        for name, answer in zip(("dashboard", "settings"), answers, strict=True)
+    ]  # fmt: skip
+    result = remove_near_duplicates(examples, threshold=0.5, permutations=128)
+    assert result.dropped == 0 and len(result.kept) == 2
+
+
 def test_category_caps_and_balance() -> None:
     examples = [example(f"a{i}", f"p a{i}", i / 10, "a") for i in range(5)] + [
         example(f"b{i}", f"p b{i}", i / 10, "b") for i in range(2)
@@ -108,7 +123,8 @@ def test_openai_default_epochs_rule() -> None:
 def test_build_redacts_dedups_pairs_and_writes_a_card(store: Store, config: Config) -> None:
     seed(store)
     add(store, "Mail jane@corp.io the layout", '{"to": "jane@corp.io"}')
-    add(store, "Design screen number 3 with a blue header!", '{"type": "FRAME"}', reward=0.5)
+    near = json.dumps({"type": "FRAME", "name": "screen 3"})
+    add(store, "Design screen number 3 with a blue header!", near, reward=0.5)
     add(store, "Make a login page", '{"type": "BAD"}', corrected_response='{"type": "LOGIN"}')
     dataset = build_dataset(store, config)
     stats = dataset.stats
@@ -240,3 +256,30 @@ def test_split_is_stratified_by_category() -> None:
         assert {e.category for e in train} == set("abcdef")
         plain = split_examples(examples, eval_fraction=0.1, seed=seed, stratify=False)[1]
         assert len(plain) <= len(held_out)
+
+
+def test_turning_redaction_off_is_explicit_and_on_the_card(store: Store, config: Config) -> None:
+    seed(store, 6)
+    add(store, "Mail jane@corp.io the layout", '{"to": "jane@corp.io"}')
+    config.curate.redact_pii = False
+    dataset = build_dataset(store, config)
+    assert dataset.stats["redactions"] == {"enabled": False, "counts": {}}
+    assert "jane@corp.io" in json.dumps(load_split(dataset, "train") + load_split(dataset, "eval"))
+    assert "Redaction was turned off" in (Path(dataset.path) / "CARD.md").read_text()
+    out = Path(config.workspace).parent / "export"
+    report = export_version(store, config, "layout@1", "openai", out)  # export still redacts
+    assert report.redactions["email"] == 2
+    assert (
+        "jane@corp.io" not in (out / "train.jsonl").read_text() + (out / "eval.jsonl").read_text()
+    )
+
+
+def test_strict_build_refuses_invalid_examples(store: Store, config: Config) -> None:
+    from tuneloop.errors import InputError
+
+    seed(store, 4)
+    add(store, "   ", '{"type": "FRAME"}')  # an empty prompt: dropped, or refused when strict
+    assert build_dataset(store, config).stats["counts"]["total"] == 4
+    config.curate.strict = True
+    with pytest.raises(InputError, match="1 invalid example"):
+        build_dataset(store, config)

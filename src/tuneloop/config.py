@@ -91,32 +91,6 @@ class CaptureConfig(Section):
     )
 
 
-class PiiConfig(Section):
-    """PII redaction on export and build (curate/pii.py lists the kinds)."""
-
-    enabled: bool = Field(True, description="redact exports and builds; turning it off is explicit")
-    kinds: list[str] = Field(
-        default_factory=lambda: [
-            "email",
-            "phone",
-            "credit_card",
-            "ipv4",
-            "ipv6",
-            "iban",
-            "ssn",
-            "url_token",
-            "secret",
-            "person_name",
-            "business_name",
-            "address",
-        ],
-        description="what to look for",
-    )
-    ner: Literal["none", "presidio"] = Field(
-        "none", description="named-entity pass for names and places (presidio: extra 'pii')"
-    )
-
-
 class CurateConfig(Section):
     min_reward: float = Field(0.3, ge=-1, le=1, description="keep examples with reward >= this")
     min_quality: int = Field(5, ge=0, le=10, description="keep examples with quality >= this")
@@ -131,6 +105,9 @@ class CurateConfig(Section):
         description="what else keeps examples on one side of the split (a shared prompt or "
         "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
         "'metadata:category,platform' or 'metadata:request_id'",
+    )
+    strict: bool = Field(
+        False, description="refuse to build when any candidate is an invalid example"
     )
     stratify_by_category: bool = Field(
         True, description="every category with two or more groups gets one on each side"
@@ -153,7 +130,29 @@ class CurateConfig(Section):
         DEFAULT_PROMPT,
         description="user prompt of a layout file {category}_{scenario}_{platform}_{version}.json",
     )
-    pii: PiiConfig = Field(default_factory=PiiConfig)
+    redact_pii: bool = Field(
+        True, description="replace PII in builds and exports; turning it off is explicit"
+    )
+    pii_kinds: list[str] = Field(
+        default_factory=lambda: [
+            "email",
+            "phone",
+            "credit_card",
+            "ipv4",
+            "ipv6",
+            "iban",
+            "ssn",
+            "url_token",
+            "secret",
+            "person_name",
+            "business_name",
+            "address",
+        ],
+        description="PII kinds to replace (curate/pii.py)",
+    )
+    pii_ner: Literal["none", "presidio"] = Field(
+        "none", description="named-entity pass for names and places (presidio: extra 'pii')"
+    )
 
 
 class TrainConfig(Section):

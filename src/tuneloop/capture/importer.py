@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 BATCH_LINES = 500
 WARNING = "warning: "
+STRICT_SHOWN = 5
 MAX_ERRORS_KEPT = 1000
 FEEDBACK_KEYS = ("kind", "value", "score", "edited", "comment", "created_at")
 
@@ -96,11 +97,13 @@ def import_jsonl(
     progress: Callable[[int], None] | None = None,
     fmt: str | None = None,
     template: CrafterTemplate | None = None,
+    strict: bool = False,
 ) -> ImportReport:
     """Import ``path``; ``progress`` is called with the bytes (or entries) read so far.
 
     ``path`` may be any format ``tuneloop.formats`` reads (``fmt`` names it, else it is
     detected); tuneloop's own JSONL lines and OpenAI chat lines are read here directly.
+    ``strict`` refuses the whole file, before storing anything, when any line is bad.
     """
     path = Path(path)
     report = ImportReport(path)
@@ -111,11 +114,11 @@ def import_jsonl(
     template = template or CrafterTemplate(
         curate.import_prompt_template, curate.import_system_prompt
     )
+    if strict:
+        _refuse_bad_lines(path, fmt, template, defaults, client.config.capture)
     for number, done, text, problem in _lines(path, fmt, template):
         if problem is not None and problem.startswith(WARNING):
-            report.errors.append(
-                f"{path}:{number}: {problem}"
-            )  # e.g. a file name that does not fit
+            report.errors.append(f"{path}:{number}: {problem}")  # e.g. a stray file name
         elif problem is not None:
             report.skip(number, problem)
         elif text is not None:
@@ -136,6 +139,34 @@ def import_jsonl(
     if pending:
         _write(client, pending, report)
     return report
+
+
+def _refuse_bad_lines(
+    path: Path,
+    fmt: str | None,
+    template: CrafterTemplate,
+    defaults: dict[str, Any],
+    capture: CaptureConfig,
+) -> None:
+    """A dry run of the whole file: InputError naming the first bad lines, or nothing."""
+    bad: list[str] = []
+    total = 0
+    for number, _, text, problem in _lines(path, fmt, template):
+        if problem is None and text is not None:
+            try:
+                _parse_line(number, text, defaults, capture)
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None and not problem.startswith(WARNING):
+            total += 1
+            if len(bad) < STRICT_SHOWN:
+                bad.append(f"{path}:{number}: {problem}")
+    if total:
+        raise InputError(
+            f"{total} bad line(s), nothing imported (--strict): "
+            + "; ".join(bad)
+            + ("; ..." if total > len(bad) else "")
+        )
 
 
 def _lines(

@@ -46,6 +46,9 @@ def import_command(
     ] = None,
     task: Annotated[str | None, typer.Option(help="Task of lines that set none.")] = None,
     source: Annotated[str, typer.Option(help="Source of lines that set none.")] = "import",
+    strict: Annotated[
+        bool, typer.Option(help="Refuse the whole file, storing nothing, if any line is bad.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Import calls from a JSONL file (tuneloop or OpenAI fine-tuning lines).
@@ -59,17 +62,19 @@ def import_command(
     if not file.exists():
         raise InputError(f"cannot read {file}: no such file or folder")
     with _client(config) as client:
-        size = file.stat().st_size if file.is_file() else 0
+        # Bytes are the measure of a JSONL file; other formats report entries, with no total.
+        size = file.stat().st_size if file.suffix.lower() in (".jsonl", ".ndjson") else 0
         show = console.is_terminal and size >= PROGRESS_MIN_BYTES
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True, disable=not show) as progress:
-            bar = progress.add_task("import", total=size)
+            bar = progress.add_task("import", total=size or None)
             report = import_jsonl(
                 client,
                 file,
                 task=task,
                 source=source,
                 fmt=fmt,
+                strict=strict,
                 progress=lambda done: progress.update(bar, completed=done),
             )
     console.print(report.summary(), highlight=False, soft_wrap=True)

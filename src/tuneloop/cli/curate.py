@@ -216,7 +216,7 @@ def redact(
     source: Annotated[Path, typer.Argument(help="A dataset file or datasets folder.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the redacted copy.")],
     ner: Annotated[
-        str | None, typer.Option(help="curate.pii.ner: none or presidio (names and places).")
+        str | None, typer.Option(help="curate.pii_ner: none or presidio (names and places).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     config_path: ConfigOption = None,
@@ -225,9 +225,9 @@ def redact(
     from tuneloop.config import load_config
     from tuneloop.curate.pii import redact_path, redactor_from_config
 
-    overrides = {"curate.pii.ner": ner} if ner else {}
+    overrides = {"curate.pii_ner": ner} if ner else {}
     config = load_config(config_path, overrides=overrides)
-    report = redact_path(source, out, redactor_from_config(config.curate.pii), overwrite=overwrite)
+    report = redact_path(source, out, redactor_from_config(config.curate), overwrite=overwrite)
     counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts.items())) or "nothing"
     console.print(
         f"wrote {escape(str(out))}: {report.entries} entries, {report.changed} changed; "

@@ -171,7 +171,7 @@ def _run_models(
         specs[name] = spec
     metrics = resolve_metrics(specs)
     group_by = list(dict.fromkeys([*config.evaluate.group_by, *by]))
-    chosen = resolve_dataset(store, dataset or task)
+    chosen = resolve_dataset(store, dataset or task, workspace=config.workspace)
     examples = load_split(chosen, split, with_ids=bool(group_by))
     examples = examples[: config.evaluate.max_examples]
     if group_by:

@@ -41,7 +41,7 @@ def train(
 
     config, store = load(config_path, **overrides)
     task = task or config.task
-    chosen = resolve_dataset(store, dataset or task)
+    chosen = resolve_dataset(store, dataset or task, workspace=config.workspace)
     parent = resolve_version(store, task, continue_from) if continue_from else None
     with Progress(
         TextColumn("{task.description}"),

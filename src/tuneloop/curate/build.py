@@ -69,9 +69,16 @@ def build_dataset(
     curate = config.curate
     redactions: Counter[str] = Counter()
     steps = list(transforms)
-    if curate.pii.enabled:
-        steps.insert(0, redaction_step(redactor_from_config(curate.pii), redactions))
+    if curate.redact_pii:
+        steps.insert(0, redaction_step(redactor_from_config(curate), redactions))
     selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
+    invalid = {r: n for r, n in selection.drop_reasons.items() if r.startswith("invalid: ")}
+    if curate.strict and invalid:
+        raise InputError(
+            f"{sum(invalid.values())} invalid example(s) for task {task!r}, nothing built "
+            f"(curate.strict): " + "; ".join(f"{r.removeprefix('invalid: ')} ({n})"
+                                              for r, n in sorted(invalid.items()))
+        )  # fmt: skip
     examples = selection.examples
     near = None
     if curate.near_duplicates and len(examples) > 1:
@@ -102,7 +109,7 @@ def build_dataset(
         "transforms": [getattr(t, "__name__", repr(t)) for t in steps],
     }
     extra_stats = {
-        "redactions": {"enabled": curate.pii.enabled, "counts": dict(sorted(redactions.items()))},
+        "redactions": {"enabled": curate.redact_pii, "counts": dict(sorted(redactions.items()))},
         "duplicates": {
             "exact": selection.drop_reasons.get("duplicate", 0),
             "near": near.dropped if near else 0,

@@ -1,17 +1,19 @@
 """Near-duplicate removal (MinHash LSH) and per-category caps, after exact deduplication.
 
-Two examples whose prompts (the turns before the answer, without the system message, which is
-usually the same everywhere) have word-shingle sets with an estimated Jaccard similarity at or
-above ``curate.near_dup_threshold`` are near-duplicates: the same request asked again with
-trivial changes. Rephrasings that share an answer are not (the split keeps those together).
-Examples are visited best-rewarded first; one
-whose LSH candidates include a kept example at or above the threshold joins that example's
-cluster and is dropped. So each cluster keeps its best-rewarded member, and no two kept examples
-are near-duplicates, which also means no near-duplicate pair can straddle train and eval. The
-cluster id (the kept example's id) is recorded for the card.
+Two examples are near-duplicates when their prompts (the turns before the answer, without the
+system message, which is usually the same everywhere) and their answers both have word-shingle
+sets with an estimated Jaccard similarity at or above ``curate.near_dup_threshold``: the same
+request answered the same way, with trivial changes. Rephrasings that share an answer are kept
+(the split keeps them on one side), and so are templated prompts with different answers.
 
-Only the kept examples' signatures are held (``permutations`` × 8 bytes each) plus datasketch's
-band index.
+Examples are visited best-rewarded first. The LSH index holds the kept examples' prompt
+signatures; a candidate whose prompt and answer are both within the threshold of a kept one
+joins that example's cluster and is dropped. So each cluster keeps its best-rewarded member and
+no two kept examples are near-duplicates, which also means no near-duplicate pair can straddle
+train and eval. The clusters (kept id → dropped ids) are reported for the card.
+
+Held in memory: the prompt signature of each kept example (``permutations`` × 8 bytes), the
+answer signatures of those that met a near prompt, and datasketch's band index.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def shingles(example: Example, size: int = SHINGLE_WORDS) -> set[bytes]:
         content = message.get("content")
         if isinstance(content, str):
             words.extend(_WORD.findall(content.lower()))
+    return _grams(words, size)
+
+
+def answer_shingles(example: Example, size: int = SHINGLE_WORDS) -> set[bytes]:
+    """Word ``size``-grams of the lower-cased answer."""
+    return _grams(_WORD.findall(example.target.lower()), size)
+
+
+def _grams(words: list[str], size: int) -> set[bytes]:
     if len(words) < size:
         return {" ".join(words).encode()}
     return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
@@ -70,28 +81,41 @@ def remove_near_duplicates(
     lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
     template = MinHash(num_perm=permutations)
     seeds, scheme = template.permutations, template.scheme  # made once, not per example
-    signatures: dict[str, MinHash] = {}
+    prompts: dict[str, tuple[MinHash, int]] = {}  # kept id -> prompt signature, position
+    answers: dict[int, MinHash] = {}  # made only when a prompt is near enough to need one
     keep = [False] * len(examples)
     clusters: dict[str, list[str]] = defaultdict(list)
     dropped = 0
+
+    def signature_of(parts: set[bytes]) -> MinHash:
+        signature = MinHash(num_perm=permutations, permutations=seeds, scheme=scheme)
+        signature.update_batch(list(parts))
+        return signature
+
+    def answer_of(position: int) -> MinHash:
+        if position not in answers:
+            answers[position] = signature_of(answer_shingles(examples[position]))
+        return answers[position]
+
     for index in order:
         example = examples[index]
-        signature = MinHash(num_perm=permutations, permutations=seeds, scheme=scheme)
-        signature.update_batch(list(shingles(example)))
+        prompt = signature_of(shingles(example))
         near = [
             other
-            for other in lsh.query(signature)
-            if signature.jaccard(signatures[other]) >= threshold
+            for other in lsh.query(prompt)
+            if prompt.jaccard(prompts[other][0]) >= threshold
+            and answer_of(index).jaccard(answer_of(prompts[other][1])) >= threshold
         ]
+        answers.pop(index, None)
         if near:
             dropped += 1
             clusters[min(near)].append(example.interaction_id)
             continue
         key = example.interaction_id
-        if key in signatures:  # the same interaction twice: nothing new to index
+        if key in prompts:  # the same interaction twice: nothing new to index
             continue
-        lsh.insert(key, signature)
-        signatures[key] = signature
+        lsh.insert(key, prompt)
+        prompts[key] = (prompt, index)
         keep[index] = True
     kept = [example for example, flag in zip(examples, keep, strict=True) if flag]
     return DedupResult(kept, dropped, dict(clusters))

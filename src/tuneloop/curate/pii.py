@@ -12,7 +12,7 @@ address parse, range), so look-alikes stay: version numbers, order and room numb
 invalid card or IBAN numbers. Within one example the same value always gets the same placeholder
 and different values get different ones (``contact@example.com``, ``contact2@example.com``), so a
 conversation stays coherent. Person and business names beyond the simple cues here need the
-optional Presidio backend (``curate.pii.ner = "presidio"``, extra ``tuneloop[pii]``).
+optional Presidio backend (``curate.pii_ner = "presidio"``, extra ``tuneloop[pii]``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from tuneloop.config import PiiConfig
+    from tuneloop.config import CurateConfig
     from tuneloop.curate.select import Example
 
 EMAIL = "email"
@@ -478,15 +478,15 @@ def redaction_step(redactor: Redactor, counts: Counter[str]) -> Callable[[Exampl
     return redact_pii
 
 
-def redactor_from_config(config: PiiConfig) -> Redactor:
-    """The redactor ``curate.pii`` describes; a bad kind is a ConfigError naming the key."""
+def redactor_from_config(config: CurateConfig) -> Redactor:
+    """The redactor ``curate.pii_*`` describes; a bad kind is a ConfigError naming the key."""
     from tuneloop.errors import ConfigError
 
     try:
-        ner = presidio_finder() if config.ner == "presidio" else None
-        return Redactor(config.kinds, ner=ner)
+        ner = presidio_finder() if config.pii_ner == "presidio" else None
+        return Redactor(config.pii_kinds, ner=ner)
     except ValueError as exc:
-        raise ConfigError(f"curate.pii.kinds: {exc}") from None
+        raise ConfigError(f"curate.pii_kinds: {exc}") from None
 
 
 def _decoy(text: str, start: int) -> bool:
@@ -544,7 +544,7 @@ def presidio_finder(language: str = "en", model: str | None = None) -> NerFinder
         from tuneloop.errors import ConfigError
 
         raise ConfigError(
-            "curate.pii.ner = 'presidio' needs the pii extra (pip install 'tuneloop[pii]')"
+            "curate.pii_ner = 'presidio' needs the pii extra (pip install 'tuneloop[pii]')"
         ) from None
     engine = AnalyzerEngine(
         nlp_engine=NlpEngineProvider(

@@ -104,7 +104,7 @@ def export_version(
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     dataset = resolve_dataset(store, ref, workspace=config.workspace)
-    redactor = redactor_from_config(config.curate.pii) if redact else None
+    redactor = redactor_from_config(config.curate) if redact else None
     report = ExportReport(dataset.label, fmt, redacted=redact)
     splits: dict[str, list[Record]] = {}
     for split in ("train", "eval"):
