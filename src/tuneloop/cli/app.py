@@ -31,13 +31,26 @@ def init(
     ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented tuneloop.toml with every key at its default."""
-    from tuneloop.config import render_default_config
+    """Write a commented tuneloop.toml with every key at its default, and create the store."""
+    from tuneloop.config import load_config, render_default_config
+    from tuneloop.store import Store
 
+    if path.is_dir():
+        raise TuneloopError(f"{path} is a folder; give the config file to write, for example "
+                            f"{path / 'tuneloop.toml'}")
+    if not path.parent.is_dir():
+        raise TuneloopError(f"cannot write {path}: the folder {path.parent} does not exist "
+                            "(create it first)")
     if path.exists() and not force:
         raise TuneloopError(f"{path} already exists (use --force to overwrite)")
-    path.write_text(render_default_config(), encoding="utf-8")
+    try:
+        path.write_text(render_default_config(), encoding="utf-8")
+    except OSError as exc:
+        raise TuneloopError(f"cannot write {path}: {exc.strerror or exc}") from None
     console.print(f"wrote [bold]{path}[/bold]")
+    store = Store(load_config(path).store_url)
+    console.print(f"store ready at {store.display_url}", highlight=False)
+    store.close()
 
 
 def _register_commands() -> None:
@@ -64,7 +77,7 @@ def main() -> None:
     try:
         app()
     except TuneloopError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

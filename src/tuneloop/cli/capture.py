@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tuneloop.cli.common import ConfigOption, console, err_console, load
+from tuneloop.cli.common import ConfigOption, console, err_console, load, load_read_only
 from tuneloop.errors import InputError
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def stats_command(
     """What has been collected: counts, feedback, reward and quality, exportable share."""
     from tuneloop.capture.stats import collection_stats
 
-    settings, store = load(config)
+    settings, store = load_read_only(config)
     try:
         stats = collection_stats(store, task, curate=settings.curate)
     finally:

@@ -36,3 +36,13 @@ def load(config_path: Path | None, **overrides: object) -> tuple[Config, Store]:
         config_path, overrides={key: value for key, value in overrides.items() if value is not None}
     )
     return config, Store(config.store_url)
+
+
+def load_read_only(config_path: Path | None) -> tuple[Config, Store]:
+    """Load the config and open an existing store for a command that only looks: a missing
+    store is an error ("no store here"), never a new empty one."""
+    from tuneloop.config import load_config
+    from tuneloop.store import Store
+
+    config = load_config(config_path)
+    return config, Store(config.store_url, read_only=True)

@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from tuneloop.cli.common import ConfigOption, console, load
+from tuneloop.cli.common import ConfigOption, console, load, load_read_only
 from tuneloop.errors import InputError
 
 dataset_app = typer.Typer(help="Build, list and validate training datasets.", no_args_is_help=True)
@@ -118,7 +118,7 @@ def list_command(
     """Every dataset version with its size, tokens and content hash."""
     from tuneloop.curate.build import list_datasets
 
-    _, store = load(config_path)
+    _, store = load_read_only(config_path)
     datasets = list_datasets(store, name=name)
     if not datasets:
         console.print("no datasets yet (run `tuneloop dataset build`)")
