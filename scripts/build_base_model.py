@@ -927,23 +927,33 @@ def echo_chat(faker: JsonFaker, vocabulary: list[str]) -> list[Message]:
     style = r.random()
     if style < 0.3:
         prompt = r.choice(["Repeat exactly: ", "Say back: ", "Echo these words: "])
-        return [{"role": "user", "content": prompt + " ".join(picked)},
-                {"role": "assistant", "content": " ".join(picked)}]
+        return [
+            {"role": "user", "content": prompt + " ".join(picked)},
+            {"role": "assistant", "content": " ".join(picked)},
+        ]
     if style < 0.55:
         array = picked if r.random() < 0.5 else [word.title() for word in picked]
         prompt = f"Turn these into a JSON array: {', '.join(picked)}."
         if array != picked:
             prompt = f"Turn these into a JSON array of title-case strings: {', '.join(picked)}."
-        return [{"role": "user", "content": prompt},
-                {"role": "assistant", "content": dump(array, r, compact=r.random() < 0.5)}]
+        return [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": dump(array, r, compact=r.random() < 0.5)},
+        ]
     keys = r.sample(ECHO_KEYS, k=min(len(picked), r.randint(1, 4)))
     value = {key: word for key, word in zip(keys, picked, strict=False)}
     described = " and ".join(f"{key} {word}" for key, word in value.items())
-    prompt = r.choice([f"Return a JSON object with {described}.",
-                       f"Make a JSON record: {described}.",
-                       f"I need JSON where {described}."])
-    return [{"role": "user", "content": prompt},
-            {"role": "assistant", "content": dump(value, r, compact=r.random() < 0.5)}]
+    prompt = r.choice(
+        [
+            f"Return a JSON object with {described}.",
+            f"Make a JSON record: {described}.",
+            f"I need JSON where {described}.",
+        ]
+    )
+    return [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": dump(value, r, compact=r.random() < 0.5)},
+    ]
 
 
 def repeated_span_document(vocabulary: list[str], rng: random.Random) -> str:
@@ -952,8 +962,9 @@ def repeated_span_document(vocabulary: list[str], rng: random.Random) -> str:
     return f"{span}\n{span}"
 
 
-def chat_example(docs: list[Docstring], faker: JsonFaker,
-                 vocabulary: list[str] | None = None) -> list[Message]:
+def chat_example(
+    docs: list[Docstring], faker: JsonFaker, vocabulary: list[str] | None = None
+) -> list[Message]:
     """One chat conversation: 1-2 exchanges, optional system prompt."""
     r = faker.rng
     messages: list[Message] = []
@@ -1023,7 +1034,8 @@ def build_corpus(seed: int, json_share: float, chat_share: float) -> Corpus:
         corpus.add(text, "synthetic_json")
         made += len(text)
     vocabulary = sorted(
-        w for w in {w for doc in docs[:2000] for w in re.findall(r"[a-z]{3,12}", doc.text)}
+        w
+        for w in {w for doc in docs[:2000] for w in re.findall(r"[a-z]{3,12}", doc.text)}
         if is_clean(w)
     )
     made = 0

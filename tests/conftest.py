@@ -40,8 +40,10 @@ def postgres_database() -> Iterator[URL]:
         admin = psycopg.connect(_libpq(server), autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        pytest.skip(f"PostgreSQL not reachable at {server.render_as_string()} ({reason}); "
-                    "PostgreSQL tests skipped")
+        pytest.skip(
+            f"PostgreSQL not reachable at {server.render_as_string()} ({reason}); "
+            "PostgreSQL tests skipped"
+        )
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield server.set(database=name)
@@ -66,8 +68,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     # Close what the test left open (stores it did not close). The schema itself stays: the
     # whole database is dropped at the end, which is faster than dropping schema by schema.
     with psycopg.connect(_libpq(database), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE datname = %s AND pid <> pg_backend_pid()", (database.database,))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database.database,),
+        )
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 import tuneloop
 from tuneloop.capture.client import Tuneloop
 from tuneloop.capture.importer import import_jsonl
-from tuneloop.capture.jsonutil import expects_json, extract_json, is_valid_json
 from tuneloop.capture.quality import json_validity, quality_score, structurally_valid
 from tuneloop.capture.rewards import (
     KINDS,
@@ -32,6 +31,7 @@ from tuneloop.capture.stats import collection_stats
 from tuneloop.cli.app import app
 from tuneloop.config import CaptureConfig, Config
 from tuneloop.errors import ConfigError, InputError
+from tuneloop.jsontext import expects_json, extract_json, is_valid_json
 from tuneloop.store import Feedback, Interaction, OptOut
 
 PROMPT = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "hi"}]
@@ -75,8 +75,16 @@ def test_each_kind_has_its_reward_in_range(
 
 
 def test_every_kind_is_known_and_unknown_kinds_list_them(client: Tuneloop) -> None:
-    assert set(KINDS) == {"thumbs_up", "thumbs_down", "correction", "saved", "saved_with_edits",
-                          "validation", "abandoned", "regenerated"}
+    assert set(KINDS) == {
+        "thumbs_up",
+        "thumbs_down",
+        "correction",
+        "saved",
+        "saved_with_edits",
+        "validation",
+        "abandoned",
+        "regenerated",
+    }
     interaction_id = client.log(PROMPT, ANSWER)
     assert interaction_id is not None
     with pytest.raises(InputError, match=r"unknown feedback kind 'like'.*thumbs_up.*regenerated"):
@@ -147,14 +155,18 @@ def _write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) 
 def test_custom_reward_function_overrides_the_table(
     config_factory: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = _write_module(tmp_path, monkeypatch, (
-        "def reward(kind, value, interaction):\n"
-        "    if kind == 'validation':\n"
-        "        return (value['score'] * 100 - 60) / 40\n"
-        "    return 5 if interaction.response.startswith('{') else -0.25\n"
-        "def bad(kind, value, interaction):\n"
-        "    return 'great'\n"
-    ))
+    module = _write_module(
+        tmp_path,
+        monkeypatch,
+        (
+            "def reward(kind, value, interaction):\n"
+            "    if kind == 'validation':\n"
+            "        return (value['score'] * 100 - 60) / 40\n"
+            "    return 5 if interaction.response.startswith('{') else -0.25\n"
+            "def bad(kind, value, interaction):\n"
+            "    return 'great'\n"
+        ),
+    )
     with Tuneloop(config_factory(capture={"reward_function": f"{module}:reward"})) as client:
         interaction_id = client.log(PROMPT, ANSWER)
         assert interaction_id is not None
@@ -249,9 +261,9 @@ def test_structural_validity() -> None:
 def test_extract_json() -> None:
     assert extract_json('```json\n{"a": [1, 2]}\n```') == {"a": [1, 2]}
     assert extract_json("```\n[1]\n```") == [1]
-    assert extract_json("Here it is: {\"a\": 1} done") is None
-    assert extract_json("Here it is: {\"a\": 1} done", lenient=True) == {"a": 1}
-    assert extract_json("text\n```json\n{\"b\": 2}\n```\nmore", lenient=True) == {"b": 2}
+    assert extract_json('Here it is: {"a": 1} done') is None
+    assert extract_json('Here it is: {"a": 1} done', lenient=True) == {"a": 1}
+    assert extract_json('text\n```json\n{"b": 2}\n```\nmore', lenient=True) == {"b": 2}
     assert extract_json("null") is None and is_valid_json("null")
     assert expects_json("```json\n{unclosed")
     assert not expects_json("hello {}")
@@ -273,9 +285,13 @@ def test_quality_on_the_row(client: Tuneloop) -> None:
 def test_conversation_continued_adds_a_point(client: Tuneloop) -> None:
     first = client.log(PROMPT, ANSWER, tenant="t", session_id="s", created_at=T0)
     assert first is not None and client.get(first).quality == 3
-    client.log([*PROMPT, {"role": "assistant", "content": ANSWER},
-                {"role": "user", "content": "and?"}], ANSWER, tenant="t", session_id="s",
-               created_at=T0 + timedelta(seconds=30))
+    client.log(
+        [*PROMPT, {"role": "assistant", "content": ANSWER}, {"role": "user", "content": "and?"}],
+        ANSWER,
+        tenant="t",
+        session_id="s",
+        created_at=T0 + timedelta(seconds=30),
+    )
     assert client.get(first).quality == 4
 
 
@@ -283,8 +299,9 @@ def test_import_tuneloop_is_light_and_connect_takes_a_path(
     config_file: Path, tmp_path: Path
 ) -> None:
     probe = "import sys, tuneloop; print('sqlalchemy' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
     with tuneloop.connect(config_file) as tl:
         assert tl.config.workspace == tmp_path / "ws"
@@ -296,14 +313,30 @@ def test_import_tuneloop_is_light_and_connect_takes_a_path(
 
 def test_log_stores_everything(client: Tuneloop) -> None:
     interaction_id = client.log(
-        PROMPT, ANSWER, model="big", task="greet", metadata={"k": "v"}, tags=["a"], tenant="t",
-        session_id="s", provider="openai", latency_ms=12.5, prompt_tokens=3, completion_tokens=4,
-        cost_usd=0.001, created_at="2025-03-01T13:00:00+01:00",
+        PROMPT,
+        ANSWER,
+        model="big",
+        task="greet",
+        metadata={"k": "v"},
+        tags=["a"],
+        tenant="t",
+        session_id="s",
+        provider="openai",
+        latency_ms=12.5,
+        prompt_tokens=3,
+        completion_tokens=4,
+        cost_usd=0.001,
+        created_at="2025-03-01T13:00:00+01:00",
     )
     assert interaction_id is not None
     row = client.get(interaction_id)
     assert (row.task, row.source, row.model, row.provider, row.tenant) == (
-        "greet", "app", "big", "openai", "t")
+        "greet",
+        "app",
+        "big",
+        "openai",
+        "t",
+    )
     assert row.messages == PROMPT and row.response == ANSWER
     assert row.metadata_ == {"k": "v"} and row.tags == ["a"]
     assert (row.latency_ms, row.prompt_tokens, row.completion_tokens) == (12.5, 3, 4)
@@ -338,8 +371,12 @@ def test_bad_log_input_names_the_field(
 
 
 def test_log_many_is_one_transaction(client: Tuneloop) -> None:
-    ids = client.log_many([{"messages": PROMPT, "response": ANSWER, "tenant": "a"},
-                           {"messages": PROMPT, "response": "x", "task": "other"}])
+    ids = client.log_many(
+        [
+            {"messages": PROMPT, "response": ANSWER, "tenant": "a"},
+            {"messages": PROMPT, "response": "x", "task": "other"},
+        ]
+    )
     assert len(ids) == 2 and all(ids)
     with pytest.raises(InputError, match=r"records\[1\]: response must be text"):
         client.log_many([{"messages": PROMPT, "response": ANSWER}, {"messages": PROMPT}])
@@ -350,7 +387,8 @@ def test_opted_out_tenants_in_the_config_are_never_stored(config_factory: Config
     with Tuneloop(config_factory(capture={"opted_out_tenants": ["acme"]})) as client:
         assert client.log(PROMPT, ANSWER, tenant="acme") is None
         assert client.log_many([{"messages": PROMPT, "response": ANSWER, "tenant": "acme"}]) == [
-            None]
+            None
+        ]
         assert client.log(PROMPT, ANSWER, tenant="other") is not None
         assert count(client) == 1
         assert client.is_opted_out("acme")
@@ -385,8 +423,13 @@ def _kinds(client: Tuneloop, interaction_id: str) -> list[str]:
 
 def test_regenerate_is_detected_within_the_window(client: Tuneloop) -> None:
     first = client.log(PROMPT, ANSWER, tenant="t", session_id="s", created_at=T0)
-    second = client.log(PROMPT, '{"greeting": "yo"}', tenant="t", session_id="s",
-                        created_at=T0 + timedelta(seconds=20))
+    second = client.log(
+        PROMPT,
+        '{"greeting": "yo"}',
+        tenant="t",
+        session_id="s",
+        created_at=T0 + timedelta(seconds=20),
+    )
     assert first and second
     assert _kinds(client, first) == ["regenerated"] and _kinds(client, second) == []
     row = client.get(first)
@@ -407,8 +450,9 @@ def test_regenerate_is_detected_within_the_window(client: Tuneloop) -> None:
 def test_no_regenerate_otherwise(
     client: Tuneloop, later: timedelta, options: dict[str, str]
 ) -> None:
-    first = client.log(PROMPT, ANSWER, created_at=T0,
-                       **({"tenant": "t", "session_id": "s"} if options else {}))
+    first = client.log(
+        PROMPT, ANSWER, created_at=T0, **({"tenant": "t", "session_id": "s"} if options else {})
+    )
     client.log(PROMPT, ANSWER, created_at=T0 + later, **options)
     assert first and _kinds(client, first) == []
 
@@ -424,8 +468,12 @@ def test_mark_abandoned(client: Tuneloop) -> None:
     silent = client.log(PROMPT, ANSWER, session_id="a", created_at=T0)
     rated = client.log(PROMPT, ANSWER, session_id="b", created_at=T0)
     followed = client.log(PROMPT, ANSWER, session_id="c", created_at=T0)
-    client.log([{"role": "user", "content": "next"}], "ok", session_id="c",
-               created_at=T0 + timedelta(minutes=1))
+    client.log(
+        [{"role": "user", "content": "next"}],
+        "ok",
+        session_id="c",
+        created_at=T0 + timedelta(minutes=1),
+    )
     recent = client.log(PROMPT, ANSWER, session_id="d", created_at=now - timedelta(minutes=1))
     imported = client.log(PROMPT, ANSWER, source="import", created_at=T0)
     assert silent and rated and followed and recent and imported
@@ -443,21 +491,32 @@ def test_mark_abandoned(client: Tuneloop) -> None:
 def test_batched_logging_sees_the_same_signals_as_single_calls(client: Tuneloop) -> None:
     """log_many/import look things up per batch (prefetch); log() per call. Same result."""
     other = [{"role": "user", "content": "other"}]
-    script = [(PROMPT, "s1"), (PROMPT, "s1"), (other, "s1"), (other, "s2"), (PROMPT, "s2"),
-              (other, "s1"), (other, "s1"), (PROMPT, None)]
+    script = [
+        (PROMPT, "s1"),
+        (PROMPT, "s1"),
+        (other, "s1"),
+        (other, "s2"),
+        (PROMPT, "s2"),
+        (other, "s1"),
+        (other, "s1"),
+        (PROMPT, None),
+    ]
 
     def run(tenant: str, batched: bool) -> list[tuple[Any, ...]]:
         client.log(PROMPT, ANSWER, tenant=tenant, session_id="s1")  # stored before the batch
-        records = [{"messages": messages, "response": ANSWER, "tenant": tenant,
-                    "session_id": session} for messages, session in script]
-        ids = (client.log_many(records) if batched
-               else [client.log(**record) for record in records])
+        records = [
+            {"messages": messages, "response": ANSWER, "tenant": tenant, "session_id": session}
+            for messages, session in script
+        ]
+        ids = client.log_many(records) if batched else [client.log(**record) for record in records]
         with client.store.session() as session:
-            rows = session.scalars(select(Interaction).where(Interaction.tenant == tenant)
-                                   .order_by(Interaction.created_at)).all()
+            rows = session.scalars(
+                select(Interaction)
+                .where(Interaction.tenant == tenant)
+                .order_by(Interaction.created_at)
+            ).all()
             assert [row.id for row in rows[1:]] == ids
-            return [(row.quality, row.reward, sorted(f.kind for f in row.feedback))
-                    for row in rows]
+            return [(row.quality, row.reward, sorted(f.kind for f in row.feedback)) for row in rows]
 
     single = run("single", batched=False)
     assert run("batched", batched=True) == single
@@ -468,22 +527,41 @@ def test_batched_logging_sees_the_same_signals_as_single_calls(client: Tuneloop)
 
 
 def _jsonl(path: Path, lines: list[Any]) -> Path:
-    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line)
-                              for line in lines) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
 def test_import_good_file(config_factory: ConfigFactory, tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "calls.jsonl", [
-        {"messages": PROMPT, "response": ANSWER, "tenant": "t", "model": "big",
-         "feedback": [{"kind": "thumbs_up"}, {"kind": "saved"}]},
-        {"messages": [*PROMPT, {"role": "assistant", "content": '{"a": 1}'}],
-         "tools": [{"type": "function"}]},
-        "",
-        {"messages": PROMPT, "response": "x", "task": "own-task", "source": "gateway",
-         "feedback": [{"kind": "validation", "score": 0.85, "created_at": "2025-01-01T00:00:00Z"}]},
-        {"messages": PROMPT, "response": ANSWER, "tenant": "acme"},
-    ])
+    path = _jsonl(
+        tmp_path / "calls.jsonl",
+        [
+            {
+                "messages": PROMPT,
+                "response": ANSWER,
+                "tenant": "t",
+                "model": "big",
+                "feedback": [{"kind": "thumbs_up"}, {"kind": "saved"}],
+            },
+            {
+                "messages": [*PROMPT, {"role": "assistant", "content": '{"a": 1}'}],
+                "tools": [{"type": "function"}],
+            },
+            "",
+            {
+                "messages": PROMPT,
+                "response": "x",
+                "task": "own-task",
+                "source": "gateway",
+                "feedback": [
+                    {"kind": "validation", "score": 0.85, "created_at": "2025-01-01T00:00:00Z"}
+                ],
+            },
+            {"messages": PROMPT, "response": ANSWER, "tenant": "acme"},
+        ],
+    )
     with Tuneloop(config_factory(capture={"opted_out_tenants": ["acme"]})) as client:
         report = import_jsonl(client, path, task="imported")
         assert (report.imported, report.skipped, report.opted_out, report.feedback) == (3, 0, 1, 3)
@@ -493,26 +571,34 @@ def test_import_good_file(config_factory: ConfigFactory, tmp_path: Path) -> None
             by_response = {row.response: row for row in rows}
         first, openai, own = by_response[ANSWER], by_response['{"a": 1}'], by_response["x"]
         assert (first.task, first.source, first.model, first.quality) == (
-            "imported", "import", "big", 8)
+            "imported",
+            "import",
+            "big",
+            8,
+        )
         assert openai.messages == PROMPT and openai.metadata_ == {"tools": [{"type": "function"}]}
         assert (own.task, own.source, own.reward) == ("own-task", "gateway", pytest.approx(0.85))
 
 
 def test_import_reports_bad_lines_and_keeps_going(client: Tuneloop, tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "mixed.jsonl", [
-        {"messages": PROMPT, "response": ANSWER},
-        "{not json",
-        {"messages": PROMPT},
-        [1, 2],
-        {"messages": [{"role": "robot", "content": "x"}], "response": "r"},
-        {"messages": PROMPT, "response": "r", "feedback": [{"kind": "meh"}]},
-        {"messages": PROMPT, "response": "r", "feedback": [{"kind": "validation", "score": 7}]},
-        {"messages": PROMPT, "response": "last good"},
-    ])
+    path = _jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"messages": PROMPT, "response": ANSWER},
+            "{not json",
+            {"messages": PROMPT},
+            [1, 2],
+            {"messages": [{"role": "robot", "content": "x"}], "response": "r"},
+            {"messages": PROMPT, "response": "r", "feedback": [{"kind": "meh"}]},
+            {"messages": PROMPT, "response": "r", "feedback": [{"kind": "validation", "score": 7}]},
+            {"messages": PROMPT, "response": "last good"},
+        ],
+    )
     report = import_jsonl(client, path)
     assert (report.imported, report.skipped) == (2, 6)
     assert [error.split(": ")[0] for error in report.errors] == [
-        f"{path}:{n}" for n in (2, 3, 4, 5, 6, 7)]
+        f"{path}:{n}" for n in (2, 3, 4, 5, 6, 7)
+    ]
     assert "not valid JSON" in report.errors[0]
     assert "no response" in report.errors[1]
     assert "messages[0].role" in report.errors[3]
@@ -528,14 +614,20 @@ def test_import_missing_file_names_the_path(client: Tuneloop, tmp_path: Path) ->
 def test_import_crash_leaves_whole_batches_only(
     config_factory: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = _write_module(tmp_path, monkeypatch, (
-        "def reward(kind, value, interaction):\n"
-        "    if interaction.response == 'boom':\n"
-        "        raise RuntimeError('broken scorer')\n"
-        "    return 0.5\n"
-    ))
-    lines = [{"messages": PROMPT, "response": response, "feedback": [{"kind": "saved"}]}
-             for response in ("a", "b", "c", "boom", "e")]
+    module = _write_module(
+        tmp_path,
+        monkeypatch,
+        (
+            "def reward(kind, value, interaction):\n"
+            "    if interaction.response == 'boom':\n"
+            "        raise RuntimeError('broken scorer')\n"
+            "    return 0.5\n"
+        ),
+    )
+    lines = [
+        {"messages": PROMPT, "response": response, "feedback": [{"kind": "saved"}]}
+        for response in ("a", "b", "c", "boom", "e")
+    ]
     path = _jsonl(tmp_path / "calls.jsonl", lines)
     with Tuneloop(config_factory(capture={"reward_function": f"{module}:reward"})) as client:
         with pytest.raises(ConfigError, match=r"calls\.jsonl:4: .*broken scorer.*lines 3-4"):
@@ -597,14 +689,25 @@ def test_cli_import_feedback_and_stats(config_file: Path, tmp_path: Path) -> Non
     with Tuneloop(config_for(config_file)) as client, client.store.session() as session:
         interaction_id = session.scalars(select(Interaction.id)).first()
     assert interaction_id is not None
-    result = runner.invoke(app, ["feedback", interaction_id, "validation", "--score", "0.9",
-                                 "-c", str(config_file)])
+    result = runner.invoke(
+        app, ["feedback", interaction_id, "validation", "--score", "0.9", "-c", str(config_file)]
+    )
     assert result.exit_code == 0, result.output
     assert "reward +0.90" in result.output
     edited = tmp_path / "edited.json"
     edited.write_text('{"greeting": "hi"}', encoding="utf-8")
-    result = runner.invoke(app, ["feedback", interaction_id, "correction", "--edited-file",
-                                 str(edited), "-c", str(config_file)])
+    result = runner.invoke(
+        app,
+        [
+            "feedback",
+            interaction_id,
+            "correction",
+            "--edited-file",
+            str(edited),
+            "-c",
+            str(config_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["feedback", interaction_id, "nope", "-c", str(config_file)])
     assert isinstance(result.exception, InputError)

@@ -32,11 +32,14 @@ def test_file_values_and_relative_workspace(tmp_path: Path) -> None:
 
 def test_env_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path / "tl.toml", "[train]\nepochs = 7\n")
-    config = load_config(path, environ={
-        "TUNELOOP_TRAIN__EPOCHS": "9",
-        "TUNELOOP_CAPTURE__OPTED_OUT_TENANTS": '["a", "b"]',
-        "TUNELOOP_STORE__URL": "postgresql+psycopg://u@h/db",
-    })
+    config = load_config(
+        path,
+        environ={
+            "TUNELOOP_TRAIN__EPOCHS": "9",
+            "TUNELOOP_CAPTURE__OPTED_OUT_TENANTS": '["a", "b"]',
+            "TUNELOOP_STORE__URL": "postgresql+psycopg://u@h/db",
+        },
+    )
     assert config.train.epochs == 9
     assert config.capture.opted_out_tenants == ["a", "b"]
     assert config.store_url == "postgresql+psycopg://u@h/db"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -256,8 +257,8 @@ def test_split_is_deterministic_and_prompt_disjoint() -> None:
 
 
 def test_a_prompt_keeps_its_split_when_data_grows() -> None:
-    small = [example(f"p{i}") for i in range(30)]
-    large = small + [example(f"q{i}") for i in range(30)]
+    small = [example(f"p{i}", f"[{i}]") for i in range(30)]
+    large = small + [example(f"q{i}", f"[{i + 30}]") for i in range(30)]
     small_eval = {e.prompt_hash for e in split_examples(small, eval_fraction=0.3, seed="s")[1]}
     large_eval = {e.prompt_hash for e in split_examples(large, eval_fraction=0.3, seed="s")[1]}
     assert small_eval == {e.prompt_hash for e in small} & large_eval
@@ -266,16 +267,57 @@ def test_a_prompt_keeps_its_split_when_data_grows() -> None:
 def test_split_guarantees_one_eval_example() -> None:
     for seed in ("a", "b", "c", "d"):
         train, held_out = split_examples(
-            [example("x"), example("y")], eval_fraction=0.01, seed=seed
+            [example("x", "1"), example("y", "2")], eval_fraction=0.01, seed=seed
         )
         assert len(train) == 1 and len(held_out) == 1
         train, held_out = split_examples(
-            [example("x"), example("y")], eval_fraction=0.99, seed=seed
+            [example("x", "1"), example("y", "2")], eval_fraction=0.99, seed=seed
         )
         assert len(train) == 1 and len(held_out) == 1
     same_prompt = [example("x", "1"), example("x", "2")]
     assert split_examples(same_prompt, eval_fraction=0.5, seed="a") == (same_prompt, [])
     assert split_examples([example("x"), example("y")], eval_fraction=0, seed="a")[1] == []
+
+
+def test_no_eval_answer_occurs_in_training() -> None:
+    # Four phrasings per request share one answer, as in the demo: they must stay together.
+    examples = [
+        example(f"phrasing {p} of request {r}", f'{{"screen": {r}}}', f"{r}-{p}")
+        for r in range(30)
+        for p in range(4)
+    ]
+    train, held_out = split_examples(examples, eval_fraction=0.25, seed="s")
+    assert held_out and train
+    assert not {e.target_hash for e in train} & {e.target_hash for e in held_out}
+    # JSON answers compare by value: key order and whitespace do not make a new answer.
+    reordered = [example("other wording", '{ "screen" : 0 }', "z"), *examples]
+    train, held_out = split_examples(reordered, eval_fraction=0.25, seed="s")
+    assert not {e.target_hash for e in train} & {e.target_hash for e in held_out}
+
+
+def test_metadata_group_keeps_a_whole_kind_of_request_out_of_training() -> None:
+    def tagged(i: int, category: str) -> Example:
+        return Example(
+            str(i),
+            [{"role": "user", "content": f"p{i}"}, {"role": "assistant", "content": f"[{i}]"}],
+            metadata={"category": category},
+        )
+
+    examples = [tagged(i, f"c{i % 6}") for i in range(60)]
+    train, held_out = split_examples(
+        examples, eval_fraction=0.3, seed="s", split_group="metadata:category"
+    )
+    assert held_out and train
+    assert not {e.metadata["category"] for e in train} & {e.metadata["category"] for e in held_out}
+    # Without the metadata key the categories mix across the split.
+    train, held_out = split_examples(examples, eval_fraction=0.3, seed="s")
+    assert {e.metadata["category"] for e in train} & {e.metadata["category"] for e in held_out}
+
+
+def test_split_group_is_validated() -> None:
+    with pytest.raises(ValidationError):
+        CurateConfig(split_group="metadata:")
+    assert CurateConfig(split_group="metadata:category,platform").split_group
 
 
 # --- build, export, versions --------------------------------------------------------------------

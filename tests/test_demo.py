@@ -25,10 +25,13 @@ def test_quick_demo_json_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary["models"]) == {"base", "v1", "teacher"}
+    assert summary["smoke"] is True
+    assert summary["evaluation"]["eval_answers_in_training"] == 0.0
     for label in ("base", "v1"):
         row = summary["models"][label]
-        assert 0.0 <= row["valid_json_rate"] <= 1.0
-        assert 0.0 <= row["similarity"] <= 1.0
+        assert set(row["wording"]) == {"seen", "new"}
+        assert row["wording"]["seen"]["n"] == row["wording"]["new"]["n"] == 2
+        assert row["n"] == 4 and row["errors"] == 0
         assert row["latency_ms"] > 0 and row["tokens_per_s"] > 0
     assert summary["workspace"] == str(workspace.resolve())
     assert summary["capture"]["not_stored_opt_out"] > 0
@@ -39,7 +42,9 @@ def test_quick_demo_json_summary(tmp_path: Path) -> None:
     assert version.name == "v1" and version.stage == "candidate"
     assert Path(version.artifact_path, "model.safetensors").is_file()
     assert (Path(version.artifact_path).parent / "loss.png").is_file()
-    assert version.metrics["eval"]["valid_json_rate"] == summary["models"]["v1"]["valid_json_rate"]
+    assert (
+        version.metrics["eval"]["right_screen_rate"] == summary["models"]["v1"]["right_screen_rate"]
+    )
     with store.session() as session:
         job = session.query(Job).one()
         assert job.status == "succeeded"
@@ -48,8 +53,9 @@ def test_quick_demo_json_summary(tmp_path: Path) -> None:
         assert session.query(Interaction).filter_by(tenant="umbrella").count() == 0
 
     # The workspace is a normal one: other commands work on it.
-    stats = CliRunner().invoke(app, ["stats", "--json", "--config",
-                                     str(workspace / "tuneloop.toml")])
+    stats = CliRunner().invoke(
+        app, ["stats", "--json", "--config", str(workspace / "tuneloop.toml")]
+    )
     assert stats.exit_code == 0, stats.output
 
 
@@ -58,3 +64,31 @@ def test_demo_refuses_a_folder_that_is_not_a_demo_workspace(tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["demo", "--quick", "--workspace", str(tmp_path)])
     assert result.exit_code != 0
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_quick_demo_says_it_is_a_smoke_run(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--quick", "--workspace", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert "smoke run" in result.output
+    assert "new" in result.output and "seen" in result.output
+
+
+@pytest.mark.slow
+def test_full_demo_student_learns_the_requests(tmp_path: Path) -> None:
+    """What the demo claims: v1 beats the base on valid JSON and on the requested screen, on
+    requests whose answers training never contained, in seen and in new wording."""
+    workspace = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--json", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["smoke"] is False
+    assert summary["evaluation"]["eval_answers_in_training"] == 0.0
+    base, student = summary["models"]["base"], summary["models"]["v1"]
+    assert student["errors"] == 0
+    for wording in ("seen", "new"):
+        assert student["wording"][wording]["n"] >= 12
+        assert (
+            student["wording"][wording]["valid_json_rate"]
+            > base["wording"][wording]["valid_json_rate"]
+        )
+    assert student["right_screen_rate"] > base["right_screen_rate"]

@@ -195,21 +195,36 @@ class BatchingProvider:
     def complete(self, messages: list[dict[str, Any]], **_: Any) -> Completion:
         raise AssertionError("a batching provider must be called with complete_batch")
 
-    def complete_batch(self, conversations: list[list[dict[str, Any]]], **_: Any
-                       ) -> list[Completion]:
+    def complete_batch(
+        self, conversations: list[list[dict[str, Any]]], **_: Any
+    ) -> list[Completion]:
         self.batch_sizes.append(len(conversations))
         if any(c[-1]["content"] == "boom" for c in conversations):
             raise ProviderError("out of memory")
-        return [Completion(text='{"type": "FRAME", "n": 1}', model="m", provider="batching",
-                           latency_ms=50.0, completion_tokens=5) for _ in conversations]
+        return [
+            Completion(
+                text='{"type": "FRAME", "n": 1}',
+                model="m",
+                provider="batching",
+                latency_ms=50.0,
+                completion_tokens=5,
+            )
+            for _ in conversations
+        ]
 
 
 def test_batching_providers_get_batches_and_a_failed_batch_marks_its_examples(
     store: Store,
 ) -> None:
     provider = BatchingProvider()
-    run = evaluate_provider(store, provider, [*EXAMPLES[:3], EXAMPLES[0], EXAMPLES[3]],
-                            task="t", label="b", batch_size=2)
+    run = evaluate_provider(
+        store,
+        provider,
+        [*EXAMPLES[:3], EXAMPLES[0], EXAMPLES[3]],
+        task="t",
+        label="b",
+        batch_size=2,
+    )
     assert provider.batch_sizes == [2, 2, 1]
     assert run.metrics["n"] == 5 and run.metrics["errors"] == 1
     failed = [r for r in run.results if "error" in r.scores]

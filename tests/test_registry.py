@@ -17,8 +17,9 @@ def store(store_url: str) -> Store:
 
 def test_versions_are_numbered_per_task(store: Store) -> None:
     first = register_version(store, task="a", base_model="m", artifact_path="/x/1")
-    second = register_version(store, task="a", base_model="m", artifact_path="/x/2",
-                              parent_id=first.id)
+    second = register_version(
+        store, task="a", base_model="m", artifact_path="/x/2", parent_id=first.id
+    )
     other = register_version(store, task="b", base_model="m", artifact_path="/y/1")
     assert (first.name, second.name, other.name) == ("v1", "v2", "v1")
     assert second.parent_id == first.id

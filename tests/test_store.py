@@ -51,10 +51,19 @@ def test_crud_round_trip_with_json_columns(store_url: str) -> None:
     messages = [{"role": "user", "content": "Grüße, 世界 ✓", "extra": {"n": [1, 2.5, None]}}]
     when = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     with store.session() as session:
-        session.add(Interaction(id="a" * 32, messages=messages, response="{}", created_at=when,
-                                metadata_={"nested": {"list": [True, False]}}, tags=["x", "y"]))
-        session.add(Feedback(interaction_id="a" * 32, kind="thumbs_up", value={"k": "v"},
-                             reward=1.0))
+        session.add(
+            Interaction(
+                id="a" * 32,
+                messages=messages,
+                response="{}",
+                created_at=when,
+                metadata_={"nested": {"list": [True, False]}},
+                tags=["x", "y"],
+            )
+        )
+        session.add(
+            Feedback(interaction_id="a" * 32, kind="thumbs_up", value={"k": "v"}, reward=1.0)
+        )
     with store.session() as session:
         row = session.get(Interaction, "a" * 32)
         assert row is not None
@@ -63,7 +72,8 @@ def test_crud_round_trip_with_json_columns(store_url: str) -> None:
         assert row.tags == ["x", "y"]
         assert row.created_at.replace(tzinfo=UTC) == when
         assert [(f.kind, f.value, f.reward) for f in row.feedback] == [
-            ("thumbs_up", {"k": "v"}, 1.0)]
+            ("thumbs_up", {"k": "v"}, 1.0)
+        ]
         row.metadata_ = {**row.metadata_, "added": 1}
     with store.session() as session:
         row = session.get(Interaction, "a" * 32)
@@ -83,8 +93,10 @@ def test_deleting_an_interaction_cascades_to_its_feedback(store_url: str) -> Non
     with store.session() as session:  # ORM cascade
         session.delete(session.get(Interaction, "orm"))
     with store.session() as session:  # database ON DELETE CASCADE (bulk delete, no ORM)
-        session.execute(delete(Interaction).where(Interaction.id == "sql"),
-                        execution_options={"synchronize_session": False})
+        session.execute(
+            delete(Interaction).where(Interaction.id == "sql"),
+            execution_options={"synchronize_session": False},
+        )
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Feedback)) == 0
     store.close()
@@ -98,8 +110,10 @@ def _writer(url: str, workspace: str, number: int, start: Any, errors: Any) -> N
             start.wait()
             for index in range(LOGS_PER_PROCESS):
                 interaction_id = client.log(
-                    [{"role": "user", "content": f"question {index % 7}"}], f"answer {index}",
-                    tenant=f"tenant-{number % 2}", session_id=f"session-{number}-{index // 5}",
+                    [{"role": "user", "content": f"question {index % 7}"}],
+                    f"answer {index}",
+                    tenant=f"tenant-{number % 2}",
+                    session_id=f"session-{number}-{index // 5}",
                 )
                 if interaction_id and index % 5 == 0:
                     client.thumbs_up(interaction_id)

@@ -72,12 +72,14 @@ class CaptureConfig(Section):
         600, gt=0, description="same prompt again within this many seconds = regenerated"
     )
     max_text_chars: int = Field(
-        1_000_000, ge=1,
+        1_000_000,
+        ge=1,
         description="longest message, response, edit or metadata (characters) a call may carry; "
         "longer ones are refused, not cut",
     )
     max_future_s: int = Field(
-        3600, ge=0,
+        3600,
+        ge=0,
         description="how far ahead of this machine's clock a created_at may be (clock skew)",
     )
     rewards: RewardTable = Field(default_factory=RewardTable)
@@ -96,6 +98,13 @@ class CurateConfig(Section):
     )
     eval_fraction: float = Field(0.2, ge=0, lt=1, description="share of examples held out")
     split_seed: str = Field("tuneloop", description="salt of the deterministic hash split")
+    split_group: str = Field(
+        "answer",
+        pattern=r"^(answer|prompt|metadata:[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*)$",
+        description="what else keeps examples on one side of the split (a shared prompt or "
+        "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
+        "'metadata:category,platform' or 'metadata:request_id'",
+    )
 
 
 class TrainConfig(Section):
@@ -117,8 +126,15 @@ class TrainConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                 "gate_proj", "up_proj", "down_proj"],
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         description="linear layers that get LoRA adapters",
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -195,7 +211,7 @@ def load_config(
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "TUNELOOP_CONFIG":
             continue
-        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         _set_path(data, key_path, _parse_env_value(raw))
         origins[key_path] = f"environment variable {name}"
     for dotted, value in (overrides or {}).items():
@@ -271,9 +287,7 @@ def _parse_env_value(raw: str) -> Any:
     return raw
 
 
-def _describe_validation_error(
-    exc: ValidationError, origins: dict[tuple[str, ...], str]
-) -> str:
+def _describe_validation_error(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])

@@ -99,8 +99,9 @@ class Batch:
         """The id of the row stored under this idempotency key, if any."""
         if key in self._keys or key in self._known_keys:
             return self._keys.get(key)
-        found = self.session.scalar(select(Interaction.id)
-                                    .where(Interaction.idempotency_key == key))
+        found = self.session.scalar(
+            select(Interaction.id).where(Interaction.idempotency_key == key)
+        )
         self._known_keys.add(key)
         if found is not None:
             self._keys[key] = found
@@ -138,26 +139,38 @@ class Batch:
         """Load in a few queries what ``add()`` of these prepared rows would look up one by one:
         rows already stored under their idempotency keys, recent calls with the same prompts and
         the latest call of each of their sessions."""
-        keys = sorted({row["idempotency_key"] for row in rows
-                       if row.get("idempotency_key") is not None} - self._known_keys)
+        keys = sorted(
+            {row["idempotency_key"] for row in rows if row.get("idempotency_key") is not None}
+            - self._known_keys
+        )
         for start in range(0, len(keys), CHUNK):
-            chunk = keys[start:start + CHUNK]
-            found = self.session.execute(select(Interaction.idempotency_key, Interaction.id)
-                                         .where(Interaction.idempotency_key.in_(chunk)))
+            chunk = keys[start : start + CHUNK]
+            found = self.session.execute(
+                select(Interaction.idempotency_key, Interaction.id).where(
+                    Interaction.idempotency_key.in_(chunk)
+                )
+            )
             self._keys.update({key: interaction_id for key, interaction_id in found if key})
             self._known_keys.update(chunk)
-        live = [row for row in rows if "created_at" not in row
-                and (row.get("tenant") is not None or row.get("session_id") is not None)
-                and row.get("tenant") not in self.opted_out]
-        prompts = {(row["prompt_hash"], row.get("tenant"), row.get("session_id"))
-                   for row in live} - self._known_prompts
+        live = [
+            row
+            for row in rows
+            if "created_at" not in row
+            and (row.get("tenant") is not None or row.get("session_id") is not None)
+            and row.get("tenant") not in self.opted_out
+        ]
+        prompts = {
+            (row["prompt_hash"], row.get("tenant"), row.get("session_id")) for row in live
+        } - self._known_prompts
         since = utcnow() - timedelta(seconds=self.capture.regenerate_window_s)
         hashes = sorted({prompt for prompt, _, _ in prompts})
         for start in range(0, len(hashes), CHUNK):
             found = self.session.scalars(
                 select(Interaction)
-                .where(Interaction.prompt_hash.in_(hashes[start:start + CHUNK]),
-                       Interaction.created_at >= since)
+                .where(
+                    Interaction.prompt_hash.in_(hashes[start : start + CHUNK]),
+                    Interaction.created_at >= since,
+                )
                 .with_for_update()
             )
             for row in found:
@@ -165,22 +178,33 @@ class Batch:
                 if key in prompts:
                     _keep_latest(self._recent, key, row)
         self._known_prompts |= prompts
-        sessions = {(row["session_id"], row.get("tenant")) for row in live
-                    if row.get("session_id") is not None} - self._known_sessions
+        sessions = {
+            (row["session_id"], row.get("tenant"))
+            for row in live
+            if row.get("session_id") is not None
+        } - self._known_sessions
         ids = sorted({session_id for session_id, _ in sessions})
         for start in range(0, len(ids), CHUNK):
             newest = (
-                select(Interaction.session_id, Interaction.tenant,
-                       func.max(Interaction.created_at).label("newest"))
-                .where(Interaction.session_id.in_(ids[start:start + CHUNK]))
+                select(
+                    Interaction.session_id,
+                    Interaction.tenant,
+                    func.max(Interaction.created_at).label("newest"),
+                )
+                .where(Interaction.session_id.in_(ids[start : start + CHUNK]))
                 .group_by(Interaction.session_id, Interaction.tenant)
                 .subquery()
             )
             found = self.session.scalars(
                 select(Interaction)
-                .join(newest, and_(Interaction.session_id == newest.c.session_id,
-                                   Interaction.tenant.is_not_distinct_from(newest.c.tenant),
-                                   Interaction.created_at == newest.c.newest))
+                .join(
+                    newest,
+                    and_(
+                        Interaction.session_id == newest.c.session_id,
+                        Interaction.tenant.is_not_distinct_from(newest.c.tenant),
+                        Interaction.created_at == newest.c.newest,
+                    ),
+                )
                 .with_for_update(of=Interaction)
             )
             for row in found:
@@ -222,8 +246,9 @@ class Batch:
         else:
             self._recent[key] = interaction
         if earlier is not None:
-            self.event(earlier, "regenerated", {"by": interaction.id},
-                       created_at=interaction.created_at)
+            self.event(
+                earlier, "regenerated", {"by": interaction.id}, created_at=interaction.created_at
+            )
 
     def _previous_in_session(self, interaction: Interaction) -> Interaction | None:
         return self.session.scalar(
@@ -242,15 +267,18 @@ class Batch:
     def _rescore(self, interaction: Interaction, follows: bool | None = None) -> None:
         """Refresh derived columns; rows created in this batch need no query."""
         if interaction.id in self._events:
-            events = [event for *_, event in sorted(self._events[interaction.id],
-                                                    key=lambda item: item[:2])]
+            events = [
+                event
+                for *_, event in sorted(self._events[interaction.id], key=lambda item: item[:2])
+            ]
         else:
             events = scoring.stored_events(self.session, interaction.id)
         if follows is None:
             follows = self._follows.get(interaction.id)
         if follows is None:
             follows = interaction.session_id is not None and scoring.continued(
-                self.session, interaction)
+                self.session, interaction
+            )
         if interaction.id in self._follows:
             self._follows[interaction.id] = follows
         apply_scores(interaction, events, follows)
@@ -268,16 +296,22 @@ class Batch:
     ) -> float:
         """Like :meth:`Tuneloop.feedback`, inside this transaction."""
         kind = check_kind(kind)
-        data = feedback_value(kind, value, score=score, edited=edited, comment=comment,
-                              capture=self.capture)
-        when = (parse_time(created_at, "feedback created_at", self.capture.max_future_s)
-                if created_at is not None else None)
+        data = feedback_value(
+            kind, value, score=score, edited=edited, comment=comment, capture=self.capture
+        )
+        when = (
+            parse_time(created_at, "feedback created_at", self.capture.max_future_s)
+            if created_at is not None
+            else None
+        )
         interaction = self._created.get(str(interaction_id)) or self.session.scalar(
             select(Interaction).where(Interaction.id == str(interaction_id)).with_for_update()
         )
         if interaction is None:
-            raise InputError(f"no interaction with id {interaction_id!r} in the store "
-                             "(wrong id, or deleted by an opt-out)")
+            raise InputError(
+                f"no interaction with id {interaction_id!r} in the store "
+                "(wrong id, or deleted by an opt-out)"
+            )
         if kind == "saved" and isinstance(data.get("edited"), str):
             if data["edited"] != interaction.response:
                 kind = "saved_with_edits"  # saved, but not as it was: the edit is the label
@@ -298,8 +332,16 @@ class Batch:
         data = prepare_value(kind, value, interaction.response)
         reward = self.rewards(kind, dict(data), interaction)
         when = created_at or utcnow()
-        self.session.add(Feedback(interaction_id=interaction.id, kind=kind, value=data,
-                                  reward=reward, comment=comment, created_at=when))
+        self.session.add(
+            Feedback(
+                interaction_id=interaction.id,
+                kind=kind,
+                value=data,
+                reward=reward,
+                comment=comment,
+                created_at=when,
+            )
+        )
         if interaction.id in self._events:
             events = self._events[interaction.id]
             events.append((to_utc(when), len(events), (kind, data, reward)))
@@ -310,5 +352,7 @@ class Batch:
 def _keep_latest(cache: dict[Any, Interaction], key: Any, row: Interaction) -> None:
     current = cache.get(key)
     if current is None or (to_utc(row.created_at), row.id) > (
-            to_utc(current.created_at), current.id):
+        to_utc(current.created_at),
+        current.id,
+    ):
         cache[key] = row

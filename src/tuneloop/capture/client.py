@@ -68,11 +68,22 @@ class Tuneloop:
         """
         with self.batch() as batch:
             return batch.log(
-                messages, response, id=id, model=model, task=task or self.config.task,
-                metadata=metadata, tags=tags, tenant=tenant, session_id=session_id,
-                provider=provider, source=source, latency_ms=latency_ms,
-                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                cost_usd=cost_usd, created_at=created_at,
+                messages,
+                response,
+                id=id,
+                model=model,
+                task=task or self.config.task,
+                metadata=metadata,
+                tags=tags,
+                tenant=tenant,
+                session_id=session_id,
+                provider=provider,
+                source=source,
+                latency_ms=latency_ms,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_usd=cost_usd,
+                created_at=created_at,
             )
 
     def log_many(self, records: Iterable[Mapping[str, Any]]) -> list[str | None]:
@@ -86,9 +97,14 @@ class Tuneloop:
                 raise InputError(f"records[{index}] must be a dict of log() arguments")
             options = {"task": self.config.task, **record}
             try:
-                prepared.append(prepare_log(options.pop("messages", None),
-                                            options.pop("response", None), self.config.capture,
-                                            **options))
+                prepared.append(
+                    prepare_log(
+                        options.pop("messages", None),
+                        options.pop("response", None),
+                        self.config.capture,
+                        **options,
+                    )
+                )
             except InputError as exc:
                 raise InputError(f"records[{index}]: {exc}") from None
         with self.batch() as batch:
@@ -112,8 +128,9 @@ class Tuneloop:
         the best training label). The call's aggregate reward and quality are recomputed.
         """
         with self.batch() as batch:
-            return batch.feedback(interaction_id, kind, value=value, score=score, edited=edited,
-                                  comment=comment)
+            return batch.feedback(
+                interaction_id, kind, value=value, score=score, edited=edited, comment=comment
+            )
 
     def thumbs_up(self, interaction_id: str, comment: str | None = None) -> float:
         return self.feedback(interaction_id, "thumbs_up", comment=comment)
@@ -186,8 +203,10 @@ class Tuneloop:
         """Collect ``tenant`` again; False when it was not opted out in the store."""
         tenant = _check_tenant(tenant)
         if tenant in self.config.capture.opted_out_tenants:
-            raise InputError(f"tenant {tenant!r} is opted out in the config "
-                             "(capture.opted_out_tenants): remove it there")
+            raise InputError(
+                f"tenant {tenant!r} is opted out in the config "
+                "(capture.opted_out_tenants): remove it there"
+            )
         with self.store.session() as session:
             entry = session.get(OptOut, tenant)
             if entry is None:

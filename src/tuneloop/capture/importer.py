@@ -70,9 +70,11 @@ class ImportReport:
         return self.imported + self.present
 
     def summary(self) -> str:
-        return (f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
-                f"{self.present} already present, {self.opted_out} not stored (tenant opted "
-                f"out), {self.feedback} feedback events")
+        return (
+            f"{self.path}: {self.imported} imported, {self.skipped} skipped (bad lines), "
+            f"{self.present} already present, {self.opted_out} not stored (tenant opted "
+            f"out), {self.feedback} feedback events"
+        )
 
 
 @dataclass
@@ -106,7 +108,7 @@ def import_jsonl(
         for number, raw in enumerate(handle, start=1):
             done += len(raw)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]  # written by some Windows editors
+                raw = raw[len(codecs.BOM_UTF8) :]  # written by some Windows editors
             try:
                 text = raw.decode("utf-8")
                 if text.strip():
@@ -143,8 +145,11 @@ def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:
         ) from exc.error
     except (InputError, DBAPIError) as exc:
         if len(lines) == 1:
-            reason = str(exc) if isinstance(exc, InputError) else (
-                f"the store refused this line ({_db_reason(exc)})")
+            reason = (
+                str(exc)
+                if isinstance(exc, InputError)
+                else (f"the store refused this line ({_db_reason(exc)})")
+            )
             report.skip(lines[0].number, reason)
             return
         for line in lines:
@@ -197,9 +202,7 @@ def _db_reason(exc: DBAPIError) -> str:
     return type(exc.orig).__name__ + (f", SQLSTATE {code}" if code else "")
 
 
-def _parse_line(
-    number: int, text: str, defaults: dict[str, Any], capture: CaptureConfig
-) -> _Line:
+def _parse_line(number: int, text: str, defaults: dict[str, Any], capture: CaptureConfig) -> _Line:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -212,13 +215,16 @@ def _parse_line(
     events = record.pop("feedback", None) or []
     if "response" in record:
         response = record.pop("response")
-    elif (isinstance(messages, list) and messages and isinstance(messages[-1], dict)
-          and messages[-1].get("role") == "assistant"):
+    elif (
+        isinstance(messages, list)
+        and messages
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "assistant"
+    ):
         response = messages[-1].get("content")
         messages = messages[:-1]
     else:
-        raise InputError('no response: give "response" or end "messages" with an assistant '
-                         "message")
+        raise InputError('no response: give "response" or end "messages" with an assistant message')
     options = {key: record.pop(key) for key in LOG_OPTIONS if key in record}
     if record:  # keys tuneloop does not know: keep them with the call
         metadata = options.get("metadata") or {}
@@ -231,9 +237,7 @@ def _parse_line(
     return _Line(number, values, _check_feedback(events, values["response"], capture))
 
 
-def _check_feedback(
-    events: Any, response: str, capture: CaptureConfig
-) -> list[dict[str, Any]]:
+def _check_feedback(events: Any, response: str, capture: CaptureConfig) -> list[dict[str, Any]]:
     """Validate feedback entries now, so a bad one skips its line instead of failing a batch."""
     if not isinstance(events, list):
         raise InputError("feedback must be a list of {kind, ...} objects")
@@ -244,18 +248,26 @@ def _check_feedback(
             raise InputError(f"{where} must be an object with a kind")
         unknown = sorted(set(event) - set(FEEDBACK_KEYS))
         if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(map(short_name, unknown))}; "
-                             f"allowed: {', '.join(FEEDBACK_KEYS)}")
+            raise InputError(
+                f"{where}: unknown key(s) {', '.join(map(short_name, unknown))}; "
+                f"allowed: {', '.join(FEEDBACK_KEYS)}"
+            )
         try:
             kind = check_kind(event["kind"])
-            value = feedback_value(kind, event.get("value"), score=event.get("score"),
-                                   edited=event.get("edited"), comment=event.get("comment"),
-                                   capture=capture)
+            value = feedback_value(
+                kind,
+                event.get("value"),
+                score=event.get("score"),
+                edited=event.get("edited"),
+                comment=event.get("comment"),
+                capture=capture,
+            )
             prepare_value(kind, value, response)
             if event.get("created_at") is not None:
                 parse_time(event["created_at"], f"{where}.created_at", capture.max_future_s)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
-        checked.append({key: value for key, value in event.items() if key != "kind"}
-                       | {"kind": kind})
+        checked.append(
+            {key: value for key, value in event.items() if key != "kind"} | {"kind": kind}
+        )
     return checked

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneloop.capture.jsonutil import expects_json, is_valid_json
+from tuneloop.jsontext import expects_json, is_valid_json
 
 MAX_QUALITY = 10
 THUMBS_DOWN_CAP = 2

@@ -21,12 +21,32 @@ from tuneloop.config import CaptureConfig
 from tuneloop.errors import InputError
 
 ROLES = ("system", "user", "assistant", "tool")
-MAX_LENGTHS = {"id": 200, "task": 200, "source": 20, "model": 200, "provider": 200,
-               "tenant": 200, "session_id": 200}
+MAX_LENGTHS = {
+    "id": 200,
+    "task": 200,
+    "source": 20,
+    "model": 200,
+    "provider": 200,
+    "tenant": 200,
+    "session_id": 200,
+}
 # Keyword arguments of ``Tuneloop.log`` besides messages and response (also import line keys).
-LOG_OPTIONS = ("id", "model", "task", "metadata", "tags", "tenant", "session_id", "provider",
-               "source", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd",
-               "created_at")
+LOG_OPTIONS = (
+    "id",
+    "model",
+    "task",
+    "metadata",
+    "tags",
+    "tenant",
+    "session_id",
+    "provider",
+    "source",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "created_at",
+)
 # Feedback kinds that take a score in [0, 1], and those that carry the user's edited output.
 SCORED_KINDS = frozenset({"validation"})
 EDITED_KINDS = frozenset({"correction", "saved", "saved_with_edits"})
@@ -48,8 +68,10 @@ def prepare_log(
     limits = capture or CaptureConfig()
     unknown = sorted(set(options) - set(LOG_OPTIONS))
     if unknown:
-        raise InputError(f"unknown log field(s) {', '.join(short_name(key) for key in unknown)}; "
-                         f"allowed: messages, response, {', '.join(LOG_OPTIONS)}")
+        raise InputError(
+            f"unknown log field(s) {', '.join(short_name(key) for key in unknown)}; "
+            f"allowed: messages, response, {', '.join(LOG_OPTIONS)}"
+        )
     messages = check_messages(messages, limits.max_text_chars)
     check_text("response", response, limits.max_text_chars)
     values = check_options(options, limits)
@@ -69,11 +91,15 @@ def check_text(field: str, value: Any, max_chars: int, *, empty_ok: bool = False
     if not empty_ok and not value.strip():
         raise InputError(f"{field} is empty" + (" (only whitespace)" if value else ""))
     if len(value) > max_chars:
-        raise InputError(f"{field} is {len(value):,} characters; at most {max_chars:,} are "
-                         "accepted (capture.max_text_chars)")
+        raise InputError(
+            f"{field} is {len(value):,} characters; at most {max_chars:,} are "
+            "accepted (capture.max_text_chars)"
+        )
     if "\x00" in value:
-        raise InputError(f"{field} contains a NUL character (\\u0000), which the store "
-                         "cannot keep (PostgreSQL refuses it)")
+        raise InputError(
+            f"{field} contains a NUL character (\\u0000), which the store "
+            "cannot keep (PostgreSQL refuses it)"
+        )
     return value
 
 
@@ -96,8 +122,9 @@ def parse_time(value: Any, field: str = "created_at", max_future_s: int | None =
         try:
             moment = datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
-            raise InputError(f"{field} {value!r} is out of range (Unix seconds since 1970)"
-                             ) from None
+            raise InputError(
+                f"{field} {value!r} is out of range (Unix seconds since 1970)"
+            ) from None
     elif isinstance(value, str) and len(value) <= MAX_TIME_CHARS:
         with contextlib.suppress(ValueError, OverflowError):
             moment = to_utc(datetime.fromisoformat(value.strip()))
@@ -108,15 +135,18 @@ def parse_time(value: Any, field: str = "created_at", max_future_s: int | None =
     if moment < EPOCH:
         raise InputError(f"{field} {moment.isoformat()} is before 1970")
     if moment > datetime.now(UTC) + timedelta(seconds=limit):
-        raise InputError(f"{field} {moment.isoformat()} is in the future (more than {limit} s "
-                         "ahead; capture.max_future_s)")
+        raise InputError(
+            f"{field} {moment.isoformat()} is in the future (more than {limit} s "
+            "ahead; capture.max_future_s)"
+        )
     return moment
 
 
 def canonical_json(value: Any) -> str:
     """One spelling per value (sorted keys, no spaces); times as ISO-8601 in UTC."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
 
 
 def _json_default(value: Any) -> str:
@@ -150,17 +180,21 @@ def check_messages(messages: Any, max_chars: int | None = None) -> list[dict[str
     of typed parts (``{"type": "text", "text": ...}``, images, ...)."""
     max_chars = CaptureConfig().max_text_chars if max_chars is None else max_chars
     if not isinstance(messages, list) or not messages:
-        raise InputError(f"messages must be a non-empty list of {{role, content}} objects, "
-                         f"got {describe(messages)}")
+        raise InputError(
+            f"messages must be a non-empty list of {{role, content}} objects, "
+            f"got {describe(messages)}"
+        )
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise InputError(f"{where} must be an object with role and content, got "
-                             f"{describe(message)}")
+            raise InputError(
+                f"{where} must be an object with role and content, got {describe(message)}"
+            )
         role = message.get("role")
         if role not in ROLES:
-            raise InputError(f"{where}.role must be one of {', '.join(ROLES)}, got "
-                             f"{short_name(role)}")
+            raise InputError(
+                f"{where}.role must be one of {', '.join(ROLES)}, got {short_name(role)}"
+            )
         content = message.get("content")
         if content is None and role == "assistant" and message.get("tool_calls"):
             pass  # a tool call only
@@ -169,8 +203,10 @@ def check_messages(messages: Any, max_chars: int | None = None) -> list[dict[str
         elif isinstance(content, str):
             check_text(f"{where}.content", content, max_chars, empty_ok=True)
         else:
-            raise InputError(f"{where}.content must be text (or a list of content parts), "
-                             f"got {describe(content)}")
+            raise InputError(
+                f"{where}.content must be text (or a list of content parts), "
+                f"got {describe(content)}"
+            )
     check_storable("messages", messages, max_chars)
     return messages
 
@@ -178,8 +214,10 @@ def check_messages(messages: Any, max_chars: int | None = None) -> list[dict[str
 def _check_parts(where: str, parts: list[Any], max_chars: int) -> None:
     for index, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise InputError(f"{where}[{index}] must be a content part with a type "
-                             f'({{"type": "text", "text": ...}}), got {describe(part)}')
+            raise InputError(
+                f"{where}[{index}] must be a content part with a type "
+                f'({{"type": "text", "text": ...}}), got {describe(part)}'
+            )
         if part["type"] == "text":
             check_text(f"{where}[{index}].text", part.get("text"), max_chars, empty_ok=True)
 
@@ -191,11 +229,15 @@ def check_storable(field: str, value: Any, max_chars: int) -> None:
     except (TypeError, ValueError) as exc:
         raise InputError(f"{field} must be JSON-serializable: {exc}") from None
     if len(text) > max_chars:
-        raise InputError(f"{field} is {len(text):,} characters as JSON; at most {max_chars:,} "
-                         "are accepted (capture.max_text_chars)")
+        raise InputError(
+            f"{field} is {len(text):,} characters as JSON; at most {max_chars:,} "
+            "are accepted (capture.max_text_chars)"
+        )
     if "\\u0000" in text and _has_nul(value):  # JSON spells NUL \u0000: look closer
-        raise InputError(f"{field} contains a NUL character (\\u0000), which the store "
-                         "cannot keep (PostgreSQL refuses it)")
+        raise InputError(
+            f"{field} contains a NUL character (\\u0000), which the store "
+            "cannot keep (PostgreSQL refuses it)"
+        )
 
 
 def feedback_value(
@@ -215,13 +257,16 @@ def feedback_value(
     data = dict(value or {})
     if score is not None:
         if kind not in SCORED_KINDS:
-            raise InputError(f"feedback {kind!r} takes no score (only "
-                             f"{', '.join(sorted(SCORED_KINDS))} does)")
+            raise InputError(
+                f"feedback {kind!r} takes no score (only {', '.join(sorted(SCORED_KINDS))} does)"
+            )
         data["score"] = score
     if edited is not None:
         if kind not in EDITED_KINDS:
-            raise InputError(f"feedback {kind!r} takes no edited text (only "
-                             f"{', '.join(sorted(EDITED_KINDS))} do)")
+            raise InputError(
+                f"feedback {kind!r} takes no edited text (only "
+                f"{', '.join(sorted(EDITED_KINDS))} do)"
+            )
         data["edited"] = edited
     if kind in EDITED_KINDS and "edited" in data:
         check_text("edited", data["edited"], limits.max_text_chars)
@@ -283,8 +328,7 @@ def check_options(
     for field in ("prompt_tokens", "completion_tokens"):
         values[field] = _number(options.get(field), field, int)
     if options.get("created_at") is not None:
-        values["created_at"] = parse_time(options["created_at"], "created_at",
-                                          limits.max_future_s)
+        values["created_at"] = parse_time(options["created_at"], "created_at", limits.max_future_s)
     return {key: value for key, value in values.items() if value is not None}
 
 

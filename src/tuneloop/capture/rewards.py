@@ -30,8 +30,14 @@ if TYPE_CHECKING:
     from tuneloop.store import Interaction
 
 KINDS = (
-    "thumbs_up", "thumbs_down", "correction", "saved", "saved_with_edits", "validation",
-    "abandoned", "regenerated",
+    "thumbs_up",
+    "thumbs_down",
+    "correction",
+    "saved",
+    "saved_with_edits",
+    "validation",
+    "abandoned",
+    "regenerated",
 )
 EXPLICIT_KINDS = frozenset({"thumbs_up", "thumbs_down"})
 EDIT_KINDS = frozenset({"correction", "saved_with_edits"})
@@ -91,8 +97,10 @@ def _matched_chars(a: str, b: str) -> int:
         tokens_a, tokens_b = re.findall(pattern, a), re.findall(pattern, b)
         if len(tokens_a) * len(tokens_b) <= DIFF_CELLS:
             matcher = difflib.SequenceMatcher(None, tokens_a, tokens_b, autojunk=False)
-            return sum(len("".join(tokens_a[block.a: block.a + block.size]))
-                       for block in matcher.get_matching_blocks())
+            return sum(
+                len("".join(tokens_a[block.a : block.a + block.size]))
+                for block in matcher.get_matching_blocks()
+            )
     common = Counter(re.findall(r"\S+", a)) & Counter(re.findall(r"\S+", b))
     return sum(len(word) * times for word, times in common.items())
 

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from tuneloop.capture.jsonutil import expects_json, is_valid_json
 from tuneloop.capture.quality import quality_score, structurally_valid
 from tuneloop.capture.rewards import EDIT_KINDS, aggregate_reward
+from tuneloop.jsontext import expects_json, is_valid_json
 from tuneloop.store import Feedback, Interaction
 
 
@@ -65,9 +65,12 @@ def apply_scores(interaction: Interaction, events: list[Event], follows: bool) -
     interaction.corrected_response = edits[-1] if edits else None
     # Structure is judged on the text training would use: the user's edit when there is one.
     if interaction.corrected_response is not None:
-        valid = structurally_valid(interaction.corrected_response,
-                                   is_valid_json(interaction.corrected_response)
-                                   if expects_json(interaction.corrected_response) else None)
+        valid = structurally_valid(
+            interaction.corrected_response,
+            is_valid_json(interaction.corrected_response)
+            if expects_json(interaction.corrected_response)
+            else None,
+        )
     else:
         valid = structurally_valid(interaction.response, interaction.valid_json)
     interaction.quality = quality_score(
@@ -79,5 +82,6 @@ def apply_scores(interaction: Interaction, events: list[Event], follows: bool) -
 
 def rescore(session: Session, interaction: Interaction) -> None:
     """Recompute the derived columns from what is stored."""
-    apply_scores(interaction, stored_events(session, interaction.id),
-                 continued(session, interaction))
+    apply_scores(
+        interaction, stored_events(session, interaction.id), continued(session, interaction)
+    )

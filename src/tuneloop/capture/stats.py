@@ -40,22 +40,41 @@ def collection_stats(
         reward_count, reward_mean = session.execute(
             select(func.count(Interaction.reward), func.avg(Interaction.reward)).where(*where)
         ).one()
-        with_feedback = session.scalar(
-            select(func.count(func.distinct(Feedback.interaction_id))).join(Interaction)
-            .where(*where)
-        ) or 0
+        with_feedback = (
+            session.scalar(
+                select(func.count(func.distinct(Feedback.interaction_id)))
+                .join(Interaction)
+                .where(*where)
+            )
+            or 0
+        )
         histogram = _reward_histogram(session, where)
-        quality = grouped(Interaction.quality,
-                          select(Interaction.quality, func.count()).where(*where,
-                                 Interaction.quality.is_not(None)))
+        quality = grouped(
+            Interaction.quality,
+            select(Interaction.quality, func.count()).where(
+                *where, Interaction.quality.is_not(None)
+            ),
+        )
         json_checked, json_valid, quality_mean, passing = session.execute(
             select(
                 func.count(Interaction.valid_json),
                 func.coalesce(func.sum(case((Interaction.valid_json.is_(True), 1), else_=0)), 0),
                 func.avg(Interaction.quality),
-                func.coalesce(func.sum(case((and_(Interaction.quality >= curate.min_quality,
-                                                  Interaction.reward >= curate.min_reward), 1),
-                                            else_=0)), 0),
+                func.coalesce(
+                    func.sum(
+                        case(
+                            (
+                                and_(
+                                    Interaction.quality >= curate.min_quality,
+                                    Interaction.reward >= curate.min_reward,
+                                ),
+                                1,
+                            ),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                ),
             ).where(*where)
         ).one()
     return {
@@ -95,13 +114,17 @@ def _reward_histogram(session: Any, where: list[Any]) -> list[dict[str, float | 
     columns = []
     for index in range(REWARD_BUCKETS):
         low, high = edges[index], edges[index + 1]
-        upper = (Interaction.reward <= high if index == REWARD_BUCKETS - 1
-                 else Interaction.reward < high)
-        columns.append(func.coalesce(func.sum(
-            case((and_(Interaction.reward >= low, upper), 1), else_=0)), 0))
+        upper = (
+            Interaction.reward <= high if index == REWARD_BUCKETS - 1 else Interaction.reward < high
+        )
+        columns.append(
+            func.coalesce(func.sum(case((and_(Interaction.reward >= low, upper), 1), else_=0)), 0)
+        )
     counts = session.execute(select(*columns).where(*where)).one()
-    return [{"low": edges[index], "high": edges[index + 1], "count": int(counts[index])}
-            for index in range(REWARD_BUCKETS)]
+    return [
+        {"low": edges[index], "high": edges[index + 1], "count": int(counts[index])}
+        for index in range(REWARD_BUCKETS)
+    ]
 
 
 def _round(value: Any) -> float | None:

@@ -36,11 +36,14 @@ def init(
     from tuneloop.store import Store
 
     if path.is_dir():
-        raise TuneloopError(f"{path} is a folder; give the config file to write, for example "
-                            f"{path / 'tuneloop.toml'}")
+        raise TuneloopError(
+            f"{path} is a folder; give the config file to write, for example "
+            f"{path / 'tuneloop.toml'}"
+        )
     if not path.parent.is_dir():
-        raise TuneloopError(f"cannot write {path}: the folder {path.parent} does not exist "
-                            "(create it first)")
+        raise TuneloopError(
+            f"cannot write {path}: the folder {path.parent} does not exist (create it first)"
+        )
     if path.exists() and not force:
         raise TuneloopError(f"{path} already exists (use --force to overwrite)")
     try:

@@ -24,8 +24,9 @@ EXIT_SOME_SKIPPED = 1  # some lines were bad; the others are stored
 EXIT_NOTHING_DONE = 2  # no line could be stored (also the exit code of any error)
 BAR_WIDTH = 40
 
-log_app = typer.Typer(help="Bring logged calls in, and manage what is collected.",
-                      no_args_is_help=True)
+log_app = typer.Typer(
+    help="Bring logged calls in, and manage what is collected.", no_args_is_help=True
+)
 
 
 def _client(config_path: Path | None) -> Tuneloop:
@@ -59,8 +60,13 @@ def import_command(
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True, disable=not show) as progress:
             bar = progress.add_task("import", total=size)
-            report = import_jsonl(client, file, task=task, source=source,
-                                  progress=lambda done: progress.update(bar, completed=done))
+            report = import_jsonl(
+                client,
+                file,
+                task=task,
+                source=source,
+                progress=lambda done: progress.update(bar, completed=done),
+            )
     console.print(report.summary(), highlight=False, soft_wrap=True)
     for error in report.errors[:MAX_ERRORS_SHOWN]:
         err_console.print(f"  [red]skipped[/red] {error}", highlight=False, soft_wrap=True)
@@ -91,8 +97,9 @@ def opt_out_command(
     """Stop collecting a tenant and delete everything stored of theirs."""
     with _client(config) as client:
         deleted = client.opt_out(tenant, reason)
-    console.print(f"tenant {tenant!r} opted out; deleted {deleted} stored interaction(s)",
-                  highlight=False)
+    console.print(
+        f"tenant {tenant!r} opted out; deleted {deleted} stored interaction(s)", highlight=False
+    )
 
 
 @log_app.command("opt-in")
@@ -103,29 +110,39 @@ def opt_in_command(
     """Collect a tenant again."""
     with _client(config) as client:
         removed = client.opt_in(tenant)
-    console.print(f"tenant {tenant!r} " + ("is collected again" if removed
-                                           else "was not opted out"), highlight=False)
+    console.print(
+        f"tenant {tenant!r} " + ("is collected again" if removed else "was not opted out"),
+        highlight=False,
+    )
 
 
 def feedback_command(
     interaction_id: Annotated[str, typer.Argument(metavar="ID", help="Interaction id.")],
-    kind: Annotated[str, typer.Argument(help="thumbs_up, thumbs_down, correction, saved, "
-                                             "saved_with_edits, validation, abandoned, "
-                                             "regenerated.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="thumbs_up, thumbs_down, correction, saved, "
+            "saved_with_edits, validation, abandoned, "
+            "regenerated."
+        ),
+    ],
     score: Annotated[float | None, typer.Option(help="Validation score in [0, 1].")] = None,
-    edited_file: Annotated[Path | None, typer.Option(
-        help="File with the user's edited output ('-' for stdin).")] = None,
+    edited_file: Annotated[
+        Path | None, typer.Option(help="File with the user's edited output ('-' for stdin).")
+    ] = None,
     comment: Annotated[str | None, typer.Option(help="Free-text note.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Record feedback on a logged call and print its reward."""
     edited = _read_edited(edited_file) if edited_file is not None else None
     with _client(config) as client:
-        reward = client.feedback(interaction_id, kind, score=score, edited=edited,
-                                 comment=comment)
+        reward = client.feedback(interaction_id, kind, score=score, edited=edited, comment=comment)
         interaction = client.get(interaction_id)
-    console.print(f"{kind}: reward {reward:+.2f}; interaction reward "
-                  f"{_fmt(interaction.reward)}, quality {interaction.quality}/10", highlight=False)
+    console.print(
+        f"{kind}: reward {reward:+.2f}; interaction reward "
+        f"{_fmt(interaction.reward)}, quality {interaction.quality}/10",
+        highlight=False,
+    )
 
 
 def _read_edited(path: Path) -> str:
@@ -174,8 +191,10 @@ def _print_stats(stats: dict[str, Any]) -> None:
         for value, count in stats[key].items():
             counts.add_row(label, value, str(count))
     console.print(counts)
-    rewards = {f"[{b['low']:+.1f}, {b['high']:+.1f}{']' if b['high'] == 1 else ')'}": b["count"]
-               for b in stats["reward"]["histogram"]}
+    rewards = {
+        f"[{b['low']:+.1f}, {b['high']:+.1f}{']' if b['high'] == 1 else ')'}": b["count"]
+        for b in stats["reward"]["histogram"]
+    }
     console.print(_histogram("Reward", rewards))
     console.print(_histogram("Quality", stats["quality"]["histogram"]))
 

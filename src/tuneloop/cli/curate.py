@@ -10,6 +10,8 @@ from rich import box
 from rich.table import Table
 
 from tuneloop.cli.common import ConfigOption, console, load, load_read_only
+from tuneloop.cli.options import config_options
+from tuneloop.config import CurateConfig
 from tuneloop.errors import InputError
 
 dataset_app = typer.Typer(help="Build, list and validate training datasets.", no_args_is_help=True)
@@ -22,15 +24,10 @@ def register(app: typer.Typer) -> None:
 
 
 @dataset_app.command("build")
+@config_options("curate", CurateConfig)
 def build(
     task: Annotated[str | None, typer.Option(help="Task to curate (default: config task).")] = None,
     name: Annotated[str | None, typer.Option(help="Dataset name (default: the task).")] = None,
-    min_reward: Annotated[float | None, typer.Option(help="curate.min_reward")] = None,
-    min_quality: Annotated[int | None, typer.Option(help="curate.min_quality")] = None,
-    keep_unrated: Annotated[
-        bool | None, typer.Option("--keep-unrated/--no-keep-unrated", help="curate.keep_unrated")
-    ] = None,
-    eval_fraction: Annotated[float | None, typer.Option(help="curate.eval_fraction")] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(
@@ -39,19 +36,13 @@ def build(
         ),
     ] = None,
     config_path: ConfigOption = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Filter, deduplicate and split the task's interactions into a new dataset version."""
     from tuneloop.curate.build import build_dataset, latest_dataset
 
-    config, store = load(
-        config_path,
-        **{
-            "curate.min_reward": min_reward,
-            "curate.min_quality": min_quality,
-            "curate.keep_unrated": keep_unrated,
-            "curate.eval_fraction": eval_fraction,
-        },
-    )
+    config, store = load(config_path, **overrides)
     dataset_name = name or task or config.task
     previous = latest_dataset(store, dataset_name)
     dataset = build_dataset(

@@ -19,11 +19,13 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    workspace: Annotated[Path, typer.Option(help="Folder for the demo workspace (recreated).")] =
-        Path("tuneloop-demo"),
+    workspace: Annotated[
+        Path, typer.Option(help="Folder for the demo workspace (recreated).")
+    ] = Path("tuneloop-demo"),
     quick: Annotated[bool, typer.Option(help="A shortened run (for tests): tiny numbers.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON "
-                                              "object on the last line.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on the last line.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 0,
 ) -> None:
     """Run the whole loop offline: simulated app → curate → train v1 → evaluate vs the base."""
@@ -31,8 +33,14 @@ def demo(
 
     # Progress goes to stderr with --json so stdout stays one clean JSON line.
     out = err_console if json_output else console
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=out, transient=False) as bars:
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=False,
+    ) as bars:
 
         def step(name: str, total: int) -> Callable[[int, int], None]:
             task_id = bars.add_task(name, total=total)
@@ -53,28 +61,59 @@ def demo(
 def _print_summary(result: dict[str, Any]) -> None:
     capture, dataset, training = result["capture"], result["dataset"], result["training"]
     feedback = ", ".join(f"{k} {v}" for k, v in sorted(capture["feedback"].items()))
-    console.print(f"\n[bold]capture[/bold]  {capture['logged']} calls logged "
-                  f"({capture['not_stored_opt_out']} from an opted-out tenant not stored), "
-                  f"{capture['synthetic_stored']} synthetic; feedback: {feedback}")
-    console.print(f"[bold]curate[/bold]   dataset {dataset['label']}: {dataset['train']} train, "
-                  f"{dataset['eval']} eval examples")
+    console.print(
+        f"\n[bold]capture[/bold]  {capture['logged']} calls logged "
+        f"({capture['not_stored_opt_out']} from an opted-out tenant not stored), "
+        f"{capture['synthetic_stored']} synthetic; feedback: {feedback}"
+    )
+    console.print(
+        f"[bold]curate[/bold]   dataset {dataset['label']}: {dataset['train']} train, "
+        f"{dataset['eval']} eval examples"
+    )
     if training:
-        console.print(f"[bold]train[/bold]    {training.get('steps')} steps, loss "
-                      f"{training.get('train_loss')} (eval {training.get('eval_loss')}), "
-                      f"{training.get('wall_s')} s")
-    table = Table(title="student before and after fine-tuning (eval split)")
-    for column in ("model", "valid JSON", "similarity", "latency ms", "tokens/s", "n"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for label, row in result["models"].items():
-        table.add_row(
-            label,
-            _fmt_pct(row.get("valid_json_rate")),
-            _fmt(row.get("similarity"), "{:.3f}"),
-            _fmt(row.get("latency_ms"), "{:.0f}"),
-            _fmt(row.get("tokens_per_s"), "{:.1f}"),
-            str(row.get("n", "")),
+        console.print(
+            f"[bold]train[/bold]    {training.get('steps')} steps, loss "
+            f"{training.get('train_loss')} (eval {training.get('eval_loss')}), "
+            f"{training.get('wall_s')} s"
         )
+    evaluation = result.get("evaluation", {})
+    leaked = evaluation.get("eval_answers_in_training")
+    console.print(
+        f"[bold]evaluate[/bold] {evaluation.get('requests')} held-out requests, each in seen and "
+        f"in new wording; eval answers also in training: {_fmt_pct(leaked)}"
+    )
+    table = Table(title="student before and after fine-tuning (held-out requests)")
+    columns = ("model", "wording", "valid JSON", "right screen", "similarity", "errors", "n")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "wording") else "right")
+    for label, row in result["models"].items():
+        for wording, group in row.get("wording", {}).items():
+            table.add_row(
+                label,
+                wording,
+                _fmt_pct(group.get("valid_json_rate")),
+                _fmt_pct(group.get("right_screen_rate")),
+                _fmt(group.get("similarity"), "{:.3f}"),
+                str(group.get("errors", "")),
+                str(group.get("n", "")),
+            )
     console.print(table)
+    speed = ", ".join(
+        f"{label} {_fmt(row.get('latency_ms'), '{:.0f}')} ms, "
+        f"{_fmt(row.get('tokens_per_s'), '{:.1f}')} tokens/s"
+        for label, row in result["models"].items()
+        if row.get("latency_ms") is not None
+    )
+    if speed:
+        console.print(f"speed: {speed}")
+    teacher = result["models"].get("teacher", {})
+    if teacher.get("note"):
+        console.print(f"teacher: {teacher['note']}")
+    if result.get("smoke"):
+        console.print(
+            "[yellow]--quick is a smoke run: too little data and training for these numbers to "
+            "say anything about learning. Run `tuneloop demo` for the real comparison.[/yellow]"
+        )
     for name, path in result.get("plots", {}).items():
         if path:
             console.print(f"{name} plot: {path}")

@@ -15,11 +15,16 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    models: Annotated[list[str], typer.Argument(
-        help="Models to compare: v1, latest, production, base, teacher, or a provider spec "
-        "(callable:…, local:…, registry:TASK@vN).")],
-    dataset: Annotated[str | None, typer.Option(help="NAME@VERSION (default: task's newest).")]
-        = None,
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="Models to compare: v1, latest, production, base, teacher, or a provider spec "
+            "(callable:…, local:…, registry:TASK@vN)."
+        ),
+    ],
+    dataset: Annotated[
+        str | None, typer.Option(help="NAME@VERSION (default: task's newest).")
+    ] = None,
     split: Annotated[str, typer.Option(help="Which split to score.")] = "eval",
     max_examples: Annotated[int | None, typer.Option(help="evaluate.max_examples")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="evaluate.max_new_tokens")] = None,
@@ -33,8 +38,10 @@ def evaluate(
     from tuneloop.providers import build_provider
     from tuneloop.registry import provider_for_version, resolve_version
 
-    config, store = load(config_path, **{"evaluate.max_examples": max_examples,
-                                         "evaluate.max_new_tokens": max_new_tokens})
+    config, store = load(
+        config_path,
+        **{"evaluate.max_examples": max_examples, "evaluate.max_new_tokens": max_new_tokens},
+    )
     task = task or config.task
     chosen = resolve_dataset(store, dataset or task)
     examples = load_split(chosen, split)[: config.evaluate.max_examples]
@@ -53,12 +60,17 @@ def evaluate(
         with Progress(console=console, transient=True) as bars:
             bar = bars.add_task(f"evaluate {name}", total=len(examples))
             run = evaluate_provider(
-                store, provider, examples, task=task, label=name, dataset_id=chosen.id,
-                split=split, model_version_id=version_id,
+                store,
+                provider,
+                examples,
+                task=task,
+                label=name,
+                dataset_id=chosen.id,
+                split=split,
+                model_version_id=version_id,
                 max_new_tokens=config.evaluate.max_new_tokens,
                 batch_size=config.evaluate.batch_size,
-                progress=lambda done, _total, bar=bar, bars=bars: bars.update(bar,
-                                                                              completed=done),
+                progress=lambda done, _total, bar=bar, bars=bars: bars.update(bar, completed=done),
             )
         runs.append(run)
     console.print(comparison_table(runs))

@@ -27,8 +27,17 @@ def list_models(
 
     _config, store = load_read_only(config_path)
     table = Table(title="model versions")
-    for column in ("task", "version", "stage", "base", "parent", "dataset", "valid JSON",
-                   "similarity", "created"):
+    for column in (
+        "task",
+        "version",
+        "stage",
+        "base",
+        "parent",
+        "dataset",
+        "valid JSON",
+        "similarity",
+        "created",
+    ):
         table.add_column(column)
     versions = list_versions(store, task)
     names = {v.id: v.name for v in versions}
@@ -37,7 +46,10 @@ def list_models(
         valid = metrics.get("valid_json_rate")
         similarity = metrics.get("similarity")
         table.add_row(
-            version.task, version.name, version.stage, version.base_model,
+            version.task,
+            version.name,
+            version.stage,
+            version.base_model,
             names.get(version.parent_id, "–") if version.parent_id else "–",
             str(version.config.get("dataset", version.dataset_id or "–")),
             "–" if valid is None else f"{valid:.0%}",
@@ -58,20 +70,32 @@ def show(
 
     config, store = load(config_path)
     row = resolve_version(store, task or config.task, version)
-    console.print_json(json.dumps({
-        "task": row.task, "version": row.name, "stage": row.stage,
-        "traffic_percent": row.traffic_percent, "base_model": row.base_model,
-        "parent_id": row.parent_id, "dataset_id": row.dataset_id, "job_id": row.job_id,
-        "artifact_path": row.artifact_path, "config": row.config, "metrics": row.metrics,
-    }, default=str))
+    console.print_json(
+        json.dumps(
+            {
+                "task": row.task,
+                "version": row.name,
+                "stage": row.stage,
+                "traffic_percent": row.traffic_percent,
+                "base_model": row.base_model,
+                "parent_id": row.parent_id,
+                "dataset_id": row.dataset_id,
+                "job_id": row.job_id,
+                "artifact_path": row.artifact_path,
+                "config": row.config,
+                "metrics": row.metrics,
+            },
+            default=str,
+        )
+    )
 
 
 @models_app.command("stage")
 def stage(
     version: Annotated[str, typer.Argument(help="v1, 2 or latest.")],
-    new_stage: Annotated[str, typer.Argument(metavar="STAGE",
-                                             help="candidate, shadow, canary, production, "
-                                             "archived")],
+    new_stage: Annotated[
+        str, typer.Argument(metavar="STAGE", help="candidate, shadow, canary, production, archived")
+    ],
     percent: Annotated[float, typer.Option(help="Traffic share for canary.")] = 0.0,
     task: Annotated[str | None, typer.Option(help="Task (default: config task).")] = None,
     config_path: ConfigOption = None,
@@ -81,5 +105,7 @@ def stage(
 
     config, store = load(config_path)
     row = set_stage(store, task or config.task, version, new_stage, traffic_percent=percent)
-    console.print(f"{row.task}@{row.name} is now [bold]{row.stage}[/bold]"
-                  + (f" at {row.traffic_percent:g}%" if row.stage == "canary" else ""))
+    console.print(
+        f"{row.task}@{row.name} is now [bold]{row.stage}[/bold]"
+        + (f" at {row.traffic_percent:g}%" if row.stage == "canary" else "")
+    )

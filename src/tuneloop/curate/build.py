@@ -62,7 +62,10 @@ def build_dataset(
     if not selection.examples:
         raise InputError(_empty_message(task, selection))
     train, held_out = split_examples(
-        selection.examples, eval_fraction=config.curate.eval_fraction, seed=config.curate.split_seed
+        selection.examples,
+        eval_fraction=config.curate.eval_fraction,
+        seed=config.curate.split_seed,
+        split_group=config.curate.split_group,
     )
     params = {
         "task": task,

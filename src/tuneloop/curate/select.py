@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from tuneloop.config import CurateConfig
 from tuneloop.curate.validate import validate_example
+from tuneloop.jsontext import dumps_canonical, parse_json
 from tuneloop.store import Interaction, Store
 
 Message = dict[str, Any]
@@ -43,6 +44,7 @@ class Example:
     messages: list[Message]
     category: str = UNCATEGORISED
     source: str = "app"
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def prompt(self) -> list[Message]:
@@ -57,6 +59,13 @@ class Example:
     def prompt_hash(self) -> str:
         """Hash of the normalized prompt: the split key, so a prompt never lands in both splits."""
         return _sha256(_normalize(self.prompt))
+
+    @cached_property
+    def target_hash(self) -> str:
+        """Hash of the answer, JSON compared by value: the same answer never straddles the split."""
+        parsed = parse_json(self.target)
+        text = dumps_canonical(parsed.value) if parsed.ok else " ".join(self.target.split())
+        return _sha256(text)
 
     @cached_property
     def key(self) -> str:
@@ -189,7 +198,9 @@ def example_from_interaction(row: Interaction) -> Example:
     messages.append({"role": "assistant", "content": target})
     metadata = row.metadata_ if isinstance(row.metadata_, dict) else {}
     category = metadata.get("category") or metadata.get("intent") or row.task
-    return Example(row.id, messages, category=str(category), source=row.source)
+    return Example(
+        row.id, messages, category=str(category), source=row.source, metadata=dict(metadata)
+    )
 
 
 def _clean_message(message: Any) -> Any:

@@ -1,8 +1,15 @@
-"""Deterministic train/eval split by prompt hash.
+"""Deterministic train/eval split by group, so that evaluation measures learning, not recall.
 
-Hashing ``split_seed + prompt hash`` (instead of shuffling) keeps every prompt in the same split
-across dataset versions, so a model is never evaluated on a prompt an earlier version trained on,
-and examples sharing a prompt (say, two different accepted answers) never straddle the split.
+Examples are joined into groups that must not straddle the split:
+
+* examples with the same prompt (a request is never both trained on and evaluated),
+* examples with the same answer (four phrasings of one request share one answer; an eval answer
+  that also occurs in training would be recalled, not produced),
+* and, optionally, examples with the same ``split_group`` key (``metadata:category,platform``
+  keeps whole kinds of request out of training; ``metadata:request_id`` keeps retries together).
+
+Each group goes to one side by hashing ``split_seed`` with the group's smallest key (instead of
+shuffling), so a group keeps its side across dataset versions unless new data joins it to another.
 """
 
 from __future__ import annotations
@@ -16,43 +23,89 @@ from tuneloop.curate.select import Example
 TRAIN = "train"
 EVAL = "eval"
 SPLITS = (TRAIN, EVAL)
+ANSWER = "answer"
+PROMPT = "prompt"
+METADATA_PREFIX = "metadata:"
 
 E = TypeVar("E", bound=Example)
 
 
-def split_score(prompt_hash: str, seed: str) -> float:
-    """A uniform number in [0, 1) fixed by the seed and the prompt."""
-    digest = hashlib.sha256(f"{seed}\x00{prompt_hash}".encode()).digest()
+def split_score(key: str, seed: str) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the key."""
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(prompt_hash: str, seed: str, eval_fraction: float) -> str:
-    """``"eval"`` for about ``eval_fraction`` of prompts, ``"train"`` for the rest."""
-    return EVAL if split_score(prompt_hash, seed) < eval_fraction else TRAIN
+def assign_split(key: str, seed: str, eval_fraction: float) -> str:
+    """``"eval"`` for about ``eval_fraction`` of keys, ``"train"`` for the rest."""
+    return EVAL if split_score(key, seed) < eval_fraction else TRAIN
+
+
+def group_key(example: Example, split_group: str) -> str | None:
+    """The example's configured group key (``None``: the group key adds nothing)."""
+    if split_group == ANSWER:
+        return f"a:{example.target_hash}"
+    if split_group == PROMPT:
+        return f"p:{example.prompt_hash}"
+    fields = split_group.removeprefix(METADATA_PREFIX).split(",")
+    values = [example.metadata.get(field.strip()) for field in fields]
+    if all(value is None for value in values):
+        return None  # no such metadata: the example is grouped by prompt and answer only
+    return "m:" + "\x1f".join("" if value is None else str(value) for value in values)
+
+
+class _Groups:
+    """Union–find over keys: two examples sharing any key end up in one group."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, key: str) -> str:
+        self.parent.setdefault(key, key)
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:  # path compression
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, first: str, second: str) -> None:
+        a, b = self.find(first), self.find(second)
+        if a != b:
+            # The smaller key names the group, so the name does not depend on input order.
+            low, high = sorted((a, b))
+            self.parent[high] = low
 
 
 def split_examples(
-    examples: Sequence[E], *, eval_fraction: float, seed: str
+    examples: Sequence[E], *, eval_fraction: float, seed: str, split_group: str = ANSWER
 ) -> tuple[list[E], list[E]]:
-    """``(train, eval)`` in the input order; no prompt is in both.
+    """``(train, eval)`` in the input order; no prompt, answer or group key is in both.
 
-    With at least two distinct prompts and ``eval_fraction > 0``, each split gets at least one
-    prompt: the train prompt closest to the eval side moves to eval (or the reverse). This is
-    the only case where a prompt's split can differ between versions, and only for tiny datasets.
-    Examples that all share one prompt stay together in train.
+    With at least two groups and ``eval_fraction > 0``, each split gets at least one group: the
+    train group closest to the eval side moves to eval (or the reverse). This is the only case
+    where a group's side can differ between versions, and only for tiny datasets. When everything
+    is one group, it stays in train.
     """
-    scores = {ex.prompt_hash: split_score(ex.prompt_hash, seed) for ex in examples}
-    eval_prompts = {p for p, score in scores.items() if score < eval_fraction}
-    train_prompts = set(scores) - eval_prompts
+    groups = _Groups()
+    for example in examples:
+        keys = [f"p:{example.prompt_hash}", f"a:{example.target_hash}"]
+        extra = group_key(example, split_group)
+        if extra is not None:
+            keys.append(extra)
+        for key in keys[1:]:
+            groups.union(keys[0], key)
+    names = {id(example): groups.find(f"p:{example.prompt_hash}") for example in examples}
+    scores = {name: split_score(name, seed) for name in set(names.values())}
+    eval_groups = {name for name, score in scores.items() if score < eval_fraction}
+    train_groups = set(scores) - eval_groups
     if len(scores) == 1:
-        eval_prompts = set()  # one prompt cannot be in both splits; training needs it
+        eval_groups = set()  # one group cannot be in both splits; training needs it
     elif eval_fraction > 0:
-        if not eval_prompts:
-            moved = min(train_prompts, key=lambda p: (scores[p], p))
-            eval_prompts.add(moved)
-        elif not train_prompts:
-            moved = max(eval_prompts, key=lambda p: (scores[p], p))
-            eval_prompts.discard(moved)
-    train = [example for example in examples if example.prompt_hash not in eval_prompts]
-    held_out = [example for example in examples if example.prompt_hash in eval_prompts]
+        if not eval_groups:
+            eval_groups.add(min(train_groups, key=lambda g: (scores[g], g)))
+        elif not train_groups:
+            eval_groups.discard(max(eval_groups, key=lambda g: (scores[g], g)))
+    train = [example for example in examples if names[id(example)] not in eval_groups]
+    held_out = [example for example in examples if names[id(example)] in eval_groups]
     return train, held_out

@@ -16,19 +16,51 @@ from typing import Any
 Node = dict[str, Any]
 
 PLATFORMS = {"mobile": (390, 844), "tablet": (834, 1194), "web": (1440, 900)}
-CATEGORIES = ("dashboard", "settings", "profile", "table", "calendar", "document", "message",
-              "login")
+CATEGORIES = (
+    "dashboard",
+    "settings",
+    "profile",
+    "table",
+    "calendar",
+    "document",
+    "message",
+    "login",
+)
 SUBJECTS = (
-    "fitness tracking", "personal banking", "recipe sharing", "travel booking", "music streaming",
-    "project management", "online learning", "food delivery", "real estate", "pet care",
-    "language learning", "event tickets", "car rental", "home energy", "podcast hosting",
-    "plant care", "job search", "photo editing", "team chat", "bike sharing",
+    "fitness tracking",
+    "personal banking",
+    "recipe sharing",
+    "travel booking",
+    "music streaming",
+    "project management",
+    "online learning",
+    "food delivery",
+    "real estate",
+    "pet care",
+    "language learning",
+    "event tickets",
+    "car rental",
+    "home energy",
+    "podcast hosting",
+    "plant care",
+    "job search",
+    "photo editing",
+    "team chat",
+    "bike sharing",
 )
 PROMPT_TEMPLATES = (
     "Design a {platform} {category} screen for a {subject} app.",
     "Create a {category} screen for a {subject} product on {platform}.",
     "I need a {platform} {category} page for our {subject} service. Return only the JSON layout.",
     "Generate the layout of a {category} view for a {subject} app ({platform}).",
+)
+# Phrasings that the simulated app and the synthetic examples never use. The demo evaluates the
+# student on them too: a student that follows requests handles them; one that only recognises the
+# training templates does not.
+HELD_OUT_TEMPLATES = (
+    "Could you sketch the {category} screen of our {subject} app? It runs on {platform}.",
+    "{platform} UI wanted: the {category} part of a {subject} tool, as a JSON layout tree.",
+    "Please lay out a {category} view for {subject}, target platform {platform}.",
 )
 SYSTEM_PROMPT = (
     "You are a UI layout generator. You always respond with a single JSON object describing "
@@ -49,11 +81,22 @@ def prompt_for(request: ScreenRequest, template_index: int = 0) -> str:
     return template.format(**request.__dict__)
 
 
+def held_out_prompt(request: ScreenRequest, template_index: int = 0) -> str:
+    """The request in a phrasing no training example uses (``HELD_OUT_TEMPLATES``)."""
+    template = HELD_OUT_TEMPLATES[template_index % len(HELD_OUT_TEMPLATES)]
+    return template.format(**request.__dict__)
+
+
+def _find_word(words: tuple[str, ...], text: str) -> str | None:
+    # Whole words only: "table" must not match inside "tablet".
+    return next((w for w in words if re.search(rf"\b{re.escape(w)}\b", text)), None)
+
+
 def parse_request(prompt: str) -> ScreenRequest:
     """Read category, platform and subject back out of a prompt (unknown parts get defaults)."""
     lowered = prompt.lower()
-    category = next((c for c in CATEGORIES if c in lowered), "dashboard")
-    platform = next((p for p in PLATFORMS if p in lowered), "mobile")
+    category = _find_word(CATEGORIES, lowered) or "dashboard"
+    platform = _find_word(tuple(PLATFORMS), lowered) or "mobile"
     subject = next((s for s in SUBJECTS if s in lowered), "")
     if not subject:
         match = re.search(r"for (?:a |an |our )?([a-z ]+?) (?:app|product|service)", lowered)
@@ -86,19 +129,31 @@ def _body(category: str, subject: str) -> list[Node]:
     title = subject.title()
     if category == "dashboard":
         return [
-            _frame("Stats", "HORIZONTAL", [_instance("StatCard", "Today"),
-                                           _instance("StatCard", "This week")]),
+            _frame(
+                "Stats",
+                "HORIZONTAL",
+                [_instance("StatCard", "Today"), _instance("StatCard", "This week")],
+            ),
             _instance("Chart/Line"),
-            _frame("Recent", "VERTICAL", [_text("Section title", "Recent activity", "Subtitle"),
-                                          _instance("ListItem")], gap=8),
+            _frame(
+                "Recent",
+                "VERTICAL",
+                [_text("Section title", "Recent activity", "Subtitle"), _instance("ListItem")],
+                gap=8,
+            ),
         ]
     if category == "settings":
         return [
-            _frame("Preferences", "VERTICAL", [
-                _instance("ListItem/Toggle", "Notifications"),
-                _instance("ListItem/Toggle", "Dark mode"),
-                _instance("ListItem/Chevron", "Account"),
-            ], gap=8),
+            _frame(
+                "Preferences",
+                "VERTICAL",
+                [
+                    _instance("ListItem/Toggle", "Notifications"),
+                    _instance("ListItem/Toggle", "Dark mode"),
+                    _instance("ListItem/Chevron", "Account"),
+                ],
+                gap=8,
+            ),
             _instance("Button/Destructive", "Log out"),
         ]
     if category == "profile":
@@ -106,9 +161,15 @@ def _body(category: str, subject: str) -> list[Node]:
             _instance("Avatar/Large"),
             _text("Name", "Alex Morgan", "Title"),
             _text("Bio", f"Loves {subject}", "Body"),
-            _frame("Actions", "HORIZONTAL", [_instance("Button/Primary", "Edit profile"),
-                                             _instance("Button/Secondary", "Share")],
-                   gap=8),
+            _frame(
+                "Actions",
+                "HORIZONTAL",
+                [
+                    _instance("Button/Primary", "Edit profile"),
+                    _instance("Button/Secondary", "Share"),
+                ],
+                gap=8,
+            ),
         ]
     if category == "table":
         return [
@@ -120,8 +181,7 @@ def _body(category: str, subject: str) -> list[Node]:
         return [
             _instance("SegmentedControl", "Week"),
             _instance("CalendarGrid"),
-            _frame("Events", "VERTICAL", [_instance("EventCard", f"{title} session")],
-                   gap=8),
+            _frame("Events", "VERTICAL", [_instance("EventCard", f"{title} session")], gap=8),
         ]
     if category == "document":
         return [
@@ -131,9 +191,15 @@ def _body(category: str, subject: str) -> list[Node]:
         ]
     if category == "message":
         return [
-            _frame("Thread", "VERTICAL", [_instance("ChatBubble/Incoming", "Hi!"),
-                                          _instance("ChatBubble/Outgoing", "Hello")],
-                   gap=8),
+            _frame(
+                "Thread",
+                "VERTICAL",
+                [
+                    _instance("ChatBubble/Incoming", "Hi!"),
+                    _instance("ChatBubble/Outgoing", "Hello"),
+                ],
+                gap=8,
+            ),
             _instance("MessageInput", "Write a message"),
         ]
     if category == "login":
@@ -151,8 +217,13 @@ def generate_layout(request: ScreenRequest) -> Node:
     width, height = PLATFORMS[request.platform]
     padding = 16 if request.platform == "mobile" else 32
     header = _text("Title", request.category.title(), "Heading")
-    content = _frame("Content", "VERTICAL", [header, *_body(request.category, request.subject)],
-                     gap=16, padding=padding)
+    content = _frame(
+        "Content",
+        "VERTICAL",
+        [header, *_body(request.category, request.subject)],
+        gap=16,
+        padding=padding,
+    )
     if request.platform == "web":
         children = [_instance("Navigation/Sidebar"), content]
         layout = "HORIZONTAL"
@@ -161,6 +232,20 @@ def generate_layout(request: ScreenRequest) -> Node:
         layout = "VERTICAL"
     root = _frame(f"{request.category.title()} screen", layout, children, gap=0)
     return {**root, "width": width, "height": height}
+
+
+def screen_match(request: ScreenRequest, layout: Any) -> tuple[bool, bool]:
+    """(category right, platform right) of a parsed layout: what a user checks at a glance.
+
+    The category is the root frame's name (``"Settings screen"``); the platform is the root's size.
+    """
+    if not isinstance(layout, dict):
+        return False, False
+    name = str(layout.get("name", "")).lower()
+    category_right = name == f"{request.category} screen"
+    width, height = PLATFORMS[request.platform]
+    platform_right = layout.get("width") == width and layout.get("height") == height
+    return category_right, platform_right
 
 
 def dumps(layout: Node) -> str:

@@ -27,12 +27,14 @@ class DemoSize:
     traffic: int
     synthetic: int
     epochs: int
-    eval_examples: int
+    eval_requests: int  # each asked in seen and in new wording
     max_new_tokens: int
+    smoke: bool = False  # too small for its numbers to say anything about learning
 
 
-FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_examples=24, max_new_tokens=384)
-QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_examples=3, max_new_tokens=48)
+FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_requests=16, max_new_tokens=384)
+QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_requests=2, max_new_tokens=48, smoke=True)
+TEACHER_NOTE = "the demo's reference generator with 20% injected faults, not a frontier model"
 
 
 @dataclass
@@ -43,12 +45,22 @@ class DemoSummary:
     capture: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     plots: dict[str, str | None] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    smoke: bool = False
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"models": self.models, "wall_s": round(self.wall_s, 1),
-                "workspace": str(self.workspace), "dataset": self.dataset,
-                "capture": self.capture, "training": self.training, "plots": self.plots}
+        return {
+            "models": self.models,
+            "evaluation": self.evaluation,
+            "smoke": self.smoke,
+            "wall_s": round(self.wall_s, 1),
+            "workspace": str(self.workspace),
+            "dataset": self.dataset,
+            "capture": self.capture,
+            "training": self.training,
+            "plots": self.plots,
+        }
 
 
 def demo_config_text(size: DemoSize) -> str:
@@ -74,9 +86,13 @@ learning_rate = 0.001
 batch_size = 8
 max_length = 640
 
+[curate]
+# Examples that share a prompt or an answer stay on one side of the split (the default), so no
+# eval answer is ever seen in training.
+split_group = "answer"
+
 [evaluate]
 max_new_tokens = {size.max_new_tokens}
-max_examples = {size.eval_examples}
 """
 
 
@@ -85,8 +101,9 @@ def prepare_workspace(path: Path, size: DemoSize) -> Config:
     path = path.resolve()
     if path.exists() and any(path.iterdir()):
         if not (path / DEMO_MARKER).exists():
-            raise InputError(f"{path} exists and is not a demo workspace; "
-                             "choose another --workspace or empty it")
+            raise InputError(
+                f"{path} exists and is not a demo workspace; choose another --workspace or empty it"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / DEMO_MARKER).write_text("created by tuneloop demo; safe to delete\n")
@@ -98,12 +115,21 @@ def prepare_workspace(path: Path, size: DemoSize) -> Config:
 Step = Callable[[str, int], Callable[[int, int], None]]
 
 
-def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
-             seed: int = 0) -> DemoSummary:
+def run_demo(
+    workspace: Path, *, quick: bool = False, step: Step | None = None, seed: int = 0
+) -> DemoSummary:
     """Run the loop once; ``step(name, total)`` returns a progress callback for each stage."""
     from tuneloop.capture.client import Tuneloop
     from tuneloop.curate.build import build_dataset, load_split
     from tuneloop.demo.layouts import SYSTEM_PROMPT
+    from tuneloop.demo.scoring import (
+        NEW,
+        SEEN,
+        WORDINGS,
+        answers_in_training,
+        eval_sets,
+        score_by_wording,
+    )
     from tuneloop.demo.simulate import layout_validator, simulate_traffic, synth_items
     from tuneloop.demo.teacher import Teacher
     from tuneloop.evaluate.runner import evaluate_provider
@@ -121,31 +147,72 @@ def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
     tl = Tuneloop(config)
     teacher = CallableProvider(Teacher(seed=seed), name="demo-teacher")
 
-    traffic = simulate_traffic(tl, teacher, count=size.traffic, task=DEMO_TASK, seed=seed,
-                               progress=progress("simulated users", size.traffic))
+    traffic = simulate_traffic(
+        tl,
+        teacher,
+        count=size.traffic,
+        task=DEMO_TASK,
+        seed=seed,
+        progress=progress("simulated users", size.traffic),
+    )
     synth = generate_examples(
-        tl, teacher, synth_items(size.synthetic, seed), task=DEMO_TASK,
-        system_prompt=SYSTEM_PROMPT, validator=layout_validator,
+        tl,
+        teacher,
+        synth_items(size.synthetic, seed),
+        task=DEMO_TASK,
+        system_prompt=SYSTEM_PROMPT,
+        validator=layout_validator,
         progress=progress("synthetic examples", size.synthetic),
     )
-    summary.capture = {"requests": traffic.requests, "logged": traffic.logged,
-                       "not_stored_opt_out": traffic.not_stored_opt_out,
-                       "feedback": dict(traffic.feedback), "synthetic_stored": synth.stored,
-                       "synthetic_rejected": synth.rejected}
+    summary.capture = {
+        "requests": traffic.requests,
+        "logged": traffic.logged,
+        "not_stored_opt_out": traffic.not_stored_opt_out,
+        "feedback": dict(traffic.feedback),
+        "synthetic_stored": synth.stored,
+        "synthetic_rejected": synth.rejected,
+    }
 
     dataset = build_dataset(tl.store, config, task=DEMO_TASK)
-    summary.dataset = {"label": dataset.label, "train": dataset.stats.get("train_examples"),
-                       "eval": dataset.stats.get("eval_examples"), "path": dataset.path}
-    eval_examples = load_split(dataset, "eval")[: size.eval_examples]
+    summary.dataset = {
+        "label": dataset.label,
+        "train": dataset.stats.get("train_examples"),
+        "eval": dataset.stats.get("eval_examples"),
+        "path": dataset.path,
+    }
+    eval_split = load_split(dataset, "eval")
+    eval_examples = eval_sets(eval_split, size.eval_requests)
+    summary.smoke = size.smoke
+    summary.evaluation = {
+        "requests": len(eval_examples) // 2,
+        "examples": len(eval_examples),
+        "eval_answers_in_training": answers_in_training(load_split(dataset, "train"), eval_split),
+        "wordings": {
+            SEEN: "templates the training data uses, requests whose answer it never contains",
+            NEW: "the same requests in phrasings no training example uses",
+        },
+    }
 
     def evaluate(label: str, provider: Any, version_id: int | None = None) -> dict[str, Any]:
         run = evaluate_provider(
-            tl.store, provider, eval_examples, task=DEMO_TASK, label=label,
-            dataset_id=dataset.id, model_version_id=version_id,
-            max_new_tokens=size.max_new_tokens, batch_size=config.evaluate.batch_size,
+            tl.store,
+            provider,
+            eval_examples,
+            task=DEMO_TASK,
+            label=label,
+            dataset_id=dataset.id,
+            model_version_id=version_id,
+            max_new_tokens=size.max_new_tokens,
+            batch_size=config.evaluate.batch_size,
             progress=progress(f"evaluate {label}", len(eval_examples)),
         )
-        return _headline(run.metrics)
+        scored = score_by_wording(eval_examples, run.results)
+        return {
+            **scored["all"],
+            "latency_ms": run.metrics.get("latency_ms"),
+            "tokens_per_s": run.metrics.get("tokens_per_s"),
+            "wording": {wording: scored[wording] for wording in WORDINGS},
+        }
 
     summary.models["base"] = evaluate("base", build_provider(config.train.base_model))
     train_progress = progress("train v1", 1)
@@ -156,22 +223,26 @@ def run_demo(workspace: Path, *, quick: bool = False, step: Step | None = None,
 
     version = train_model(tl.store, config, dataset, task=DEMO_TASK, progress=on_train_event)
     summary.training = version.metrics.get("training", {})
-    summary.models[version.name] = evaluate(version.name, provider_for_version(version),
-                                            version.id)
+    summary.models[version.name] = evaluate(version.name, provider_for_version(version), version.id)
     update_metrics(tl.store, version.id, {"eval": summary.models[version.name]})
     teacher_row = evaluate("teacher", teacher)
     # The demo's teacher is a Python function: its speed says nothing about a frontier model's.
-    summary.models["teacher"] = {**teacher_row, "latency_ms": None, "tokens_per_s": None}
+    summary.models["teacher"] = {
+        **teacher_row,
+        "latency_ms": None,
+        "tokens_per_s": None,
+        "note": TEACHER_NOTE,
+    }
     from tuneloop.evaluate.plots import save_comparison_plot
 
-    chart = save_comparison_plot(summary.models, config.workspace / "comparison.png",
-                                 title=f"{DEMO_TASK}: base vs {version.name} vs teacher")
-    summary.plots = {"comparison": str(chart) if chart else None,
-                     "loss": str(Path(version.artifact_path).parent / "loss.png")}
+    chart = save_comparison_plot(
+        summary.models,
+        config.workspace / "comparison.png",
+        title=f"{DEMO_TASK}: base vs {version.name} vs teacher",
+    )
+    summary.plots = {
+        "comparison": str(chart) if chart else None,
+        "loss": str(Path(version.artifact_path).parent / "loss.png"),
+    }
     summary.wall_s = time.perf_counter() - started
     return summary
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("valid_json_rate", "similarity", "latency_ms", "tokens_per_s", "n")
-    return {key: metrics.get(key) for key in keys}

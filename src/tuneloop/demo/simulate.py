@@ -6,7 +6,6 @@ as a real app would call it, so the demo exercises the same path as production t
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +23,10 @@ from tuneloop.demo.layouts import (
     generate_layout,
     parse_request,
     prompt_for,
+    screen_match,
     validation_score,
 )
+from tuneloop.jsontext import extract_json
 from tuneloop.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -48,20 +49,20 @@ def random_requests(count: int, seed: int) -> list[tuple[ScreenRequest, int]]:
     """Screen requests spread over every category and platform, with varied phrasing."""
     rng = random.Random(seed)
     return [
-        (ScreenRequest(rng.choice(CATEGORIES), rng.choice(list(PLATFORMS)),
-                       rng.choice(SUBJECTS)), rng.randrange(len(PROMPT_TEMPLATES)))
+        (
+            ScreenRequest(
+                rng.choice(CATEGORIES), rng.choice(list(PLATFORMS)), rng.choice(SUBJECTS)
+            ),
+            rng.randrange(len(PROMPT_TEMPLATES)),
+        )
         for _ in range(count)
     ]
 
 
 def is_right_answer(request: ScreenRequest, text: str) -> bool:
     """What a user sees at a glance: a layout that renders, of the screen they asked for."""
-    try:
-        layout = json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return (validation_score(layout) == 1.0
-            and str(layout.get("name", "")).lower().startswith(request.category))
+    layout = extract_json(text)
+    return validation_score(layout) == 1.0 and all(screen_match(request, layout))
 
 
 def simulate_traffic(
@@ -79,17 +80,30 @@ def simulate_traffic(
     for index, (request, template) in enumerate(random_requests(count, seed), start=1):
         tenant = TENANTS[index % len(TENANTS)]
         session = f"session-{seed}-{index}"
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": prompt_for(request, template)}]
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": prompt_for(request, template)},
+        ]
         report.requests += 1
         for attempt in range(MAX_REGENERATIONS + 1):
             completion = teacher.complete(messages)
             interaction_id = tl.log(
-                messages, completion.text, model=completion.model, provider=teacher.name,
-                task=task, tenant=tenant, session_id=session,
-                metadata={"category": request.category, "platform": request.platform},
-                latency_ms=completion.latency_ms, prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens, cost_usd=completion.cost_usd,
+                messages,
+                completion.text,
+                model=completion.model,
+                provider=teacher.name,
+                task=task,
+                tenant=tenant,
+                session_id=session,
+                metadata={
+                    "category": request.category,
+                    "platform": request.platform,
+                    "subject": request.subject,
+                },
+                latency_ms=completion.latency_ms,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                cost_usd=completion.cost_usd,
             )
             if interaction_id is None:
                 report.not_stored_opt_out += 1
@@ -111,15 +125,12 @@ def simulate_traffic(
 
 
 def _app_validates(tl: Tuneloop, interaction_id: str, text: str) -> None:
-    try:
-        score = validation_score(json.loads(text))
-    except json.JSONDecodeError:
-        score = 0.0
-    tl.validated(interaction_id, score)
+    tl.validated(interaction_id, validation_score(extract_json(text)))
 
 
-def _happy_user(tl: Tuneloop, interaction_id: str, text: str, rng: random.Random,
-                report: SimulationReport) -> None:
+def _happy_user(
+    tl: Tuneloop, interaction_id: str, text: str, rng: random.Random, report: SimulationReport
+) -> None:
     roll = rng.random()
     if roll < 0.4:
         tl.thumbs_up(interaction_id)
@@ -134,8 +145,13 @@ def _happy_user(tl: Tuneloop, interaction_id: str, text: str, rng: random.Random
         report.feedback["no_feedback"] += 1
 
 
-def _unhappy_user(tl: Tuneloop, interaction_id: str, request: ScreenRequest,
-                  rng: random.Random, report: SimulationReport) -> None:
+def _unhappy_user(
+    tl: Tuneloop,
+    interaction_id: str,
+    request: ScreenRequest,
+    rng: random.Random,
+    report: SimulationReport,
+) -> None:
     roll = rng.random()
     if roll < 0.5:
         tl.thumbs_down(interaction_id)
@@ -151,7 +167,7 @@ def _unhappy_user(tl: Tuneloop, interaction_id: str, request: ScreenRequest,
 
 def _small_edit(text: str) -> str:
     """A designer's tweak: a little more breathing room in the content frame."""
-    layout: Any = json.loads(text)
+    layout: Any = extract_json(text)
     for child in layout.get("children", []):
         if child.get("name") == "Content":
             child["gap"] = child.get("gap", 16) + 4
@@ -163,17 +179,17 @@ def synth_items(count: int, seed: int) -> list[dict[str, str]]:
     requests = random_requests(count, seed + 7)
     items = []
     for request, template in requests:
-        items.append({"prompt": prompt_for(request, template), "category": request.category,
-                      "platform": request.platform})
+        items.append(
+            {
+                "prompt": prompt_for(request, template),
+                "category": request.category,
+                "platform": request.platform,
+            }
+        )
     return items
 
 
 def layout_validator(item: dict[str, str], text: str) -> float:
     """Synthesis gate: the answer must be a well-formed layout of the screen it was asked for."""
     request = parse_request(item["prompt"])
-    try:
-        layout = json.loads(text)
-    except json.JSONDecodeError:
-        return 0.0
-    return validation_score(layout) if is_right_answer(request, text) else 0.0
-
+    return validation_score(extract_json(text)) if is_right_answer(request, text) else 0.0

@@ -8,40 +8,23 @@ right scores higher than one that gets little of it.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import Counter
 from collections.abc import Hashable
 from typing import Any
+
+from tuneloop.jsontext import parse_json
 
 # Weights of the three parts of structural_similarity; they sum to 1.
 STRUCTURE_WEIGHT = 0.5
 KEYS_WEIGHT = 0.2
 VALUES_WEIGHT = 0.3
 
-_FENCE = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL)
-
-
-def strip_code_fences(text: str) -> str:
-    """``"```json\\n{...}\\n```"`` → ``"{...}"``; other text is only stripped of whitespace."""
-    stripped = text.strip()
-    match = _FENCE.match(stripped)
-    return match.group(1).strip() if match else stripped
-
 
 def _parse(text: str) -> tuple[bool, Any]:
-    """(True, value) when the text (inside an optional code fence) is one strict JSON value."""
-    if not isinstance(text, str):
-        return False, None
-    try:
-        return True, json.loads(strip_code_fences(text), parse_constant=_reject_constant)
-    except ValueError:
-        return False, None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN and Infinity are Python's extension, not JSON
+    """(True, value) when the text is one strict JSON value (see ``tuneloop.jsontext``)."""
+    result = parse_json(text)
+    return result.ok, result.value
 
 
 def parse_json_output(text: str) -> Any | None:

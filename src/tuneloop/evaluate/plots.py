@@ -8,8 +8,9 @@ from typing import Any
 BAR_METRICS = (("valid_json_rate", "valid JSON"), ("similarity", "structural similarity"))
 
 
-def save_comparison_plot(models: dict[str, dict[str, Any]], path: Path, *, title: str
-                         ) -> Path | None:
+def save_comparison_plot(
+    models: dict[str, dict[str, Any]], path: Path, *, title: str
+) -> Path | None:
     """Grouped bars of the quality metrics per model; None when matplotlib is not installed."""
     try:
         import matplotlib

@@ -55,7 +55,7 @@ def evaluate_provider(
     total = len(examples)
     step = batch_size if hasattr(provider, "complete_batch") else 1
     for start in range(0, total, step):
-        chunk = examples[start:start + step]
+        chunk = examples[start : start + step]
         if step > 1:
             results.extend(_run_batch(provider, chunk, max_new_tokens))
         else:
@@ -88,18 +88,20 @@ def _run_one(provider: Provider, example: Mapping[str, Any], max_new_tokens: int
     return _result(example, completion)
 
 
-def _run_batch(provider: Any, examples: Sequence[Mapping[str, Any]], max_new_tokens: int
-               ) -> list[EvalResult]:
+def _run_batch(
+    provider: Any, examples: Sequence[Mapping[str, Any]], max_new_tokens: int
+) -> list[EvalResult]:
     prompts = [split_reference(example.get("messages") or [])[0] for example in examples]
     started = time.perf_counter()
     try:
-        completions = provider.complete_batch(prompts, max_tokens=max_new_tokens,
-                                              temperature=0.0)
+        completions = provider.complete_batch(prompts, max_tokens=max_new_tokens, temperature=0.0)
     except Exception as exc:  # the whole batch failed: record it on each example
         elapsed = (time.perf_counter() - started) * 1000
         return [_failed(example, exc, elapsed) for example in examples]
-    return [_result(example, completion)
-            for example, completion in zip(examples, completions, strict=True)]
+    return [
+        _result(example, completion)
+        for example, completion in zip(examples, completions, strict=True)
+    ]
 
 
 def _failed(example: Mapping[str, Any], exc: Exception, latency_ms: float) -> EvalResult:

@@ -61,5 +61,6 @@ class CallableProvider:
                 completion_tokens=answer.get("completion_tokens"),
                 cost_usd=answer.get("cost_usd"),
             )
-        return Completion(text=str(answer), model=self.name, provider=self.name,
-                          latency_ms=latency_ms)
+        return Completion(
+            text=str(answer), model=self.name, provider=self.name, latency_ms=latency_ms
+        )

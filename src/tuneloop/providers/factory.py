@@ -37,6 +37,7 @@ def build_provider(spec: str, *, store: Store | None = None, device: str = "auto
         from tuneloop.registry import provider_for_version, resolve_version
 
         task, _, version = rest.partition("@")
-        return provider_for_version(resolve_version(store, task, version or "latest"),
-                                    device=device)
+        return provider_for_version(
+            resolve_version(store, task, version or "latest"), device=device
+        )
     raise ProviderError(f"unknown provider spec {spec!r}; expected one of: {SPEC_HELP}")

@@ -112,14 +112,18 @@ class LocalModelProvider:
 
         self._load()
         tokenizer, model = self._tokenizer, self._model
-        prompts = [tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                 tokenize=False) for messages in conversations]
+        prompts = [
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            for messages in conversations
+        ]
         tokenizer.padding_side = "left"
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(self.device)
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
         prompt_length = inputs["input_ids"].shape[1]
         sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": temperature} if temperature > 0
+            {"do_sample": True, "temperature": temperature}
+            if temperature > 0
             else {"do_sample": False}
         )
         started = time.perf_counter()
@@ -136,15 +140,18 @@ class LocalModelProvider:
         steps = max(1, generated.shape[1])
         completions = []
         for row, attention in zip(generated.tolist(), inputs["attention_mask"], strict=True):
-            length = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row \
-                else len(row)
-            completions.append(Completion(
-                text=tokenizer.decode(row[:length], skip_special_tokens=True).strip(),
-                model=self.name,
-                provider="local",
-                latency_ms=wall_ms * length / steps,
-                prompt_tokens=int(attention.sum()),
-                completion_tokens=length,
-                cost_usd=0.0,
-            ))
+            length = (
+                row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+            )
+            completions.append(
+                Completion(
+                    text=tokenizer.decode(row[:length], skip_special_tokens=True).strip(),
+                    model=self.name,
+                    provider="local",
+                    latency_ms=wall_ms * length / steps,
+                    prompt_tokens=int(attention.sum()),
+                    completion_tokens=length,
+                    cost_usd=0.0,
+                )
+            )
         return completions

@@ -129,6 +129,7 @@ def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Loca
         )
     name = f"registry:{version.task}@{version.name}"
     if is_adapter_dir(version.artifact_path):
-        return LocalModelProvider(version.base_model, version.artifact_path, device=device,
-                                  name=name)
+        return LocalModelProvider(
+            version.base_model, version.artifact_path, device=device, name=name
+        )
     return LocalModelProvider(version.artifact_path, device=device, name=name)  # a full model

@@ -65,15 +65,17 @@ class Store:
                 return
             with self._migration_lock(), self.engine.begin() as connection:
                 if self.dialect == "postgresql":  # held until this transaction ends
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                       {"key": MIGRATION_LOCK_KEY})
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 if _current_revision(connection) == head:
                     return  # another process migrated while this one waited
                 alembic_cfg.attributes["connection"] = connection
                 command.upgrade(alembic_cfg, "head")
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the store at {self.display_url}: "
-                             f"{_reason(exc)}") from exc
+            raise StoreError(
+                f"cannot migrate the store at {self.display_url}: {_reason(exc)}"
+            ) from exc
 
     def _revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -94,9 +96,11 @@ class Store:
                 with lock:
                     yield
             except Timeout:
-                raise StoreError(f"waited {MIGRATION_LOCK_TIMEOUT_S} s for another process to "
-                                 f"finish migrating {self.display_url} (lock file "
-                                 f"{lock.lock_file})") from None
+                raise StoreError(
+                    f"waited {MIGRATION_LOCK_TIMEOUT_S} s for another process to "
+                    f"finish migrating {self.display_url} (lock file "
+                    f"{lock.lock_file})"
+                ) from None
 
         return held()
 
@@ -107,8 +111,9 @@ class Store:
                 exists = inspect(connection).has_table("alembic_version")
                 current = _current_revision(connection) if exists else None
         except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.display_url}: "
-                             f"{_reason(exc)}") from exc
+            raise StoreError(
+                f"cannot open the store at {self.display_url}: {_reason(exc)}"
+            ) from exc
         if current is None:
             self.engine.dispose()
             raise StoreError(f"{NO_STORE} (nothing at {self.display_url})")
@@ -215,13 +220,15 @@ def _sqlite_engine(parsed: URL, *, read_only: bool) -> Engine:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create the store folder {folder}: "
-                                 f"{exc.strerror}") from exc
+                raise StoreError(
+                    f"cannot create the store folder {folder}: {exc.strerror}"
+                ) from exc
     if read_only and database and database != ":memory:":
         # SQLite's URI form opens the file read-only: nothing can be written, not even by
         # mistake, and a missing file is an error instead of a new empty database.
         parsed = parsed.set(database=f"file:{Path(database).as_posix()}").update_query_dict(
-            {"mode": "ro", "uri": "true"})
+            {"mode": "ro", "uri": "true"}
+        )
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

@@ -19,12 +19,26 @@ class JobRecorder:
     database; anything buffered is written when the job ends, including on failure.
     """
 
-    def __init__(self, store: Store, *, kind: str, task: str, backend: str = "local",
-                 dataset_id: int | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        kind: str,
+        task: str,
+        backend: str = "local",
+        dataset_id: int | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         with store.session() as session:
-            job = Job(kind=kind, task=task, backend=backend, dataset_id=dataset_id,
-                      config=config or {}, status=JobStatus.QUEUED)
+            job = Job(
+                kind=kind,
+                task=task,
+                backend=backend,
+                dataset_id=dataset_id,
+                config=config or {},
+                status=JobStatus.QUEUED,
+            )
             session.add(job)
         self.job_id: int = job.id
         self._buffer: list[JobEvent] = []
@@ -37,9 +51,9 @@ class JobRecorder:
         return self
 
     def event(self, kind: JobEventKind | str, data: dict[str, Any]) -> None:
-        self._buffer.append(JobEvent(job_id=self.job_id, kind=JobEventKind(kind),
-                                     step=data.get("step"),
-                                     data=data))
+        self._buffer.append(
+            JobEvent(job_id=self.job_id, kind=JobEventKind(kind), step=data.get("step"), data=data)
+        )
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
 
@@ -54,8 +68,12 @@ class JobRecorder:
     def succeed(self, result: dict[str, Any]) -> None:
         self._result = result
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 _tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
         self.flush()
         with self.store.session() as session:
             job = session.get_one(Job, self.job_id)
@@ -63,6 +81,7 @@ class JobRecorder:
             if exc is None:
                 job.status, job.result = JobStatus.SUCCEEDED, getattr(self, "_result", {})
             else:
-                job.status = (JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt)
-                              else JobStatus.FAILED)
+                job.status = (
+                    JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
+                )
                 job.error = f"{type(exc).__name__}: {exc}"

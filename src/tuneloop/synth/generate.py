@@ -41,8 +41,10 @@ def expand_templates(
     (so coverage by category can be checked later).
     """
     names = sorted(variables)
-    combos = [dict(zip(names, values, strict=True))
-              for values in itertools.product(*(variables[name] for name in names))]
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(variables[name] for name in names))
+    ]
     if not templates or not combos:
         raise InputError("synthesis needs at least one template and one value per variable")
     rng = random.Random(seed)
@@ -50,8 +52,7 @@ def expand_templates(
     for index, template in enumerate(templates):
         for combo in combos:
             try:
-                items.append({**combo, "prompt": template.format(**combo),
-                              "template": str(index)})
+                items.append({**combo, "prompt": template.format(**combo), "template": str(index)})
             except KeyError as exc:
                 raise InputError(f"template {template!r} uses unknown variable {exc}") from None
     rng.shuffle(items)
@@ -87,11 +88,17 @@ def generate_examples(
             report.rejected += 1
         else:
             interaction_id = client.log(
-                messages, completion.text, model=completion.model, provider=provider.name,
-                task=task, source="synthetic",
+                messages,
+                completion.text,
+                model=completion.model,
+                provider=provider.name,
+                task=task,
+                source="synthetic",
                 metadata={k: v for k, v in item.items() if k != "prompt"},
-                latency_ms=completion.latency_ms, prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens, cost_usd=completion.cost_usd,
+                latency_ms=completion.latency_ms,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                cost_usd=completion.cost_usd,
             )
             if interaction_id:
                 report.stored += 1

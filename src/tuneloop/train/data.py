@@ -18,12 +18,18 @@ class TokenizedExample:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def tokenize_example(tokenizer: Any, messages: list[dict[str, Any]], max_length: int
-                     ) -> TokenizedExample:
+def tokenize_example(
+    tokenizer: Any, messages: list[dict[str, Any]], max_length: int
+) -> TokenizedExample | None:
     """Tokenize with the chat template; learn only the assistant tokens.
 
     Templates with ``{% generation %}`` markers give the mask directly. For templates without
     them, the prompt part (everything before the last assistant turn) is masked instead.
+
+    An example longer than ``max_length`` loses tokens from the start of its prompt, never from
+    the answer it teaches: a cut-off answer would teach the model to stop mid-JSON. An example
+    whose answer alone does not fit, or that has no answer tokens at all, gives None (the
+    caller drops and counts it).
     """
     encoded = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
@@ -37,7 +43,20 @@ def tokenize_example(tokenizer: Any, messages: list[dict[str, Any]], max_length:
         prompt_length = len(prompt_ids["input_ids"] if isinstance(prompt_ids, dict) else prompt_ids)
         mask = [0] * prompt_length + [1] * (len(input_ids) - prompt_length)
     labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(input_ids, mask, strict=True)]
-    return TokenizedExample(input_ids[:max_length], labels[:max_length])
+    first_target = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), None)
+    if first_target is None or len(labels) - first_target > max_length:
+        return None
+    cut = max(0, len(input_ids) - max_length)
+    return TokenizedExample(input_ids[cut:], labels[cut:])
+
+
+def tokenize_examples(
+    tokenizer: Any, examples: list[dict[str, Any]], max_length: int
+) -> tuple[list[TokenizedExample], int]:
+    """Tokenized examples that have something to learn, and how many were dropped."""
+    tokenized = [tokenize_example(tokenizer, ex["messages"], max_length) for ex in examples]
+    kept = [example for example in tokenized if example is not None]
+    return kept, len(tokenized) - len(kept)
 
 
 def collate(batch: list[TokenizedExample], pad_token_id: int) -> dict[str, Any]:

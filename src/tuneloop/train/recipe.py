@@ -19,7 +19,7 @@ from typing import Any
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.store import JobEventKind
-from tuneloop.train.data import TokenizedExample, collate, tokenize_example
+from tuneloop.train.data import TokenizedExample, collate, tokenize_examples
 from tuneloop.train.precision import autocast, resolve_precision
 
 EventCallback = Callable[[str, dict[str, Any]], None]
@@ -39,6 +39,7 @@ class TrainResult:
     total_params: int
     precision: str = "fp32"
     method: str = "lora"
+    dropped_examples: int = 0
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
@@ -53,6 +54,7 @@ class TrainResult:
             "total_params": self.total_params,
             "precision": self.precision,
             "method": self.method,
+            "dropped_examples": self.dropped_examples,
         }
 
 
@@ -87,29 +89,51 @@ def finetune(
     elif parent_adapter is not None:
         model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
     else:
-        model = get_peft_model(model, LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.target_modules),
-            task_type="CAUSAL_LM",
-        ))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(config.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
     model.to(device)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    emit(JobEventKind.LOG, {"message": f"{config.method} on {config.base_model}: {trainable:,} "
-                            f"of {total:,} parameters trainable, device {device}, {precision}"})
+    emit(
+        JobEventKind.LOG,
+        {
+            "message": f"{config.method} on {config.base_model}: {trainable:,} of {total:,} "
+            f"parameters trainable, device {device}, {precision}"
+        },
+    )
 
-    train_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
-                 for ex in train_examples]
-    eval_set = [tokenize_example(tokenizer, ex["messages"], config.max_length)
-                for ex in eval_examples]
+    train_set, dropped = tokenize_examples(tokenizer, train_examples, config.max_length)
+    eval_set, eval_dropped = tokenize_examples(tokenizer, eval_examples, config.max_length)
+    if dropped or eval_dropped:
+        emit(
+            JobEventKind.LOG,
+            {
+                "message": f"dropped {dropped} train and {eval_dropped} eval examples whose "
+                f"answer does not fit in max_length={config.max_length} tokens (or is empty)",
+                "dropped_train": dropped,
+                "dropped_eval": eval_dropped,
+            },
+        )
+    if not train_set:
+        raise TrainingError(
+            f"no training example has an answer that fits in max_length={config.max_length} "
+            "tokens; raise train.max_length"
+        )
     rng = random.Random(config.seed)
     batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = math.ceil(batches_per_epoch * config.epochs / config.grad_accum_steps)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate, weight_decay=config.weight_decay,
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     warmup = max(1, int(total_steps * config.warmup_ratio))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -126,8 +150,9 @@ def finetune(
             with autocast(precision, device):
                 loss = model(**tensors).loss
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step}; "
-                                    "lower learning_rate")
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {step}; lower learning_rate"
+                )
             (loss / config.grad_accum_steps).backward()
             trained_tokens += sum(example.trained_tokens for example in batch)
             recent_losses.append(loss.item())
@@ -143,30 +168,48 @@ def finetune(
             recent_losses.clear()
             loss_curve.append((step, mean_loss))
             elapsed = time.perf_counter() - started
-            emit(JobEventKind.METRIC, {
-                "step": step, "total_steps": total_steps, "epoch": epoch + 1,
-                "loss": round(mean_loss, 4), "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": round(trained_tokens / elapsed, 1),
-                "eta_s": round(elapsed / step * (total_steps - step), 1),
-                **_memory_stats(device),
-            })
+            emit(
+                JobEventKind.METRIC,
+                {
+                    "step": step,
+                    "total_steps": total_steps,
+                    "epoch": epoch + 1,
+                    "loss": round(mean_loss, 4),
+                    "lr": scheduler.get_last_lr()[0],
+                    "tokens_per_s": round(trained_tokens / elapsed, 1),
+                    "eta_s": round(elapsed / step * (total_steps - step), 1),
+                    **_memory_stats(device),
+                },
+            )
 
     with autocast(precision, device):
-        eval_loss = _evaluate_loss(model, eval_set, tokenizer.pad_token_id, config.batch_size,
-                                   device)
+        eval_loss = _evaluate_loss(
+            model, eval_set, tokenizer.pad_token_id, config.batch_size, device
+        )
     model.train(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     final_loss = sum(loss for _, loss in loss_curve[-5:]) / max(1, len(loss_curve[-5:]))
     result = TrainResult(
-        adapter_dir=out_dir, steps=step, epochs=config.epochs, train_loss=final_loss,
-        eval_loss=eval_loss, trained_tokens=trained_tokens,
-        wall_s=time.perf_counter() - started, trainable_params=trainable, total_params=total,
-        precision=precision, method=config.method, loss_curve=loss_curve,
+        adapter_dir=out_dir,
+        steps=step,
+        epochs=config.epochs,
+        train_loss=final_loss,
+        eval_loss=eval_loss,
+        trained_tokens=trained_tokens,
+        wall_s=time.perf_counter() - started,
+        trainable_params=trainable,
+        total_params=total,
+        precision=precision,
+        method=config.method,
+        dropped_examples=dropped,
+        loss_curve=loss_curve,
     )
-    emit(JobEventKind.LOG, {"message": f"saved {config.method} weights to {out_dir}",
-                 **result.metrics()})
+    emit(
+        JobEventKind.LOG,
+        {"message": f"saved {config.method} weights to {out_dir}", **result.metrics()},
+    )
     return result
 
 
@@ -185,15 +228,18 @@ def _length_grouped_batches(
     window = batch_size * LENGTH_GROUP_FACTOR
     batches: list[list[TokenizedExample]] = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: len(examples[i].input_ids))
-        batches.extend([examples[i] for i in chunk[j:j + batch_size]]
-                       for j in range(0, len(chunk), batch_size))
+        chunk = sorted(order[start : start + window], key=lambda i: len(examples[i].input_ids))
+        batches.extend(
+            [examples[i] for i in chunk[j : j + batch_size]]
+            for j in range(0, len(chunk), batch_size)
+        )
     rng.shuffle(batches)
     return batches
 
 
-def _evaluate_loss(model: Any, examples: list[TokenizedExample], pad_token_id: int,
-                   batch_size: int, device: str) -> float | None:
+def _evaluate_loss(
+    model: Any, examples: list[TokenizedExample], pad_token_id: int, batch_size: int, device: str
+) -> float | None:
     """Token-weighted mean loss on the held-out split (None when there is none)."""
     import torch
 
@@ -203,7 +249,7 @@ def _evaluate_loss(model: Any, examples: list[TokenizedExample], pad_token_id: i
     total_loss, total_tokens = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
-            batch = examples[start:start + batch_size]
+            batch = examples[start : start + batch_size]
             tensors = {k: v.to(device) for k, v in collate(batch, pad_token_id).items()}
             tokens = sum(example.trained_tokens for example in batch)
             total_loss += model(**tensors).loss.item() * tokens

@@ -29,9 +29,9 @@ def train_model(
 ) -> ModelVersion:
     """Train a LoRA adapter on ``dataset`` (continuing ``parent`` when given) and register it.
 
-    The adapter is written under ``artifacts/jobs/<id>`` while training and moved to
-    ``artifacts/models/<task>/v<N>`` once registered, so a failed run never leaves a
-    half-written model where the registry points.
+    The adapter is written under ``artifacts/jobs/<id>`` while training, moved to
+    ``artifacts/models/<task>/job-<id>`` when complete (with its loss plot), and only then
+    registered, so a failed run never leaves a version pointing at a half-written model.
     """
     from tuneloop.curate.build import load_split
     from tuneloop.providers.local import is_adapter_dir
@@ -42,23 +42,29 @@ def train_model(
     parent_adapter: Path | None = None
     if parent is not None:
         if parent.backend != "local" or not parent.artifact_path:
-            raise TrainingError(f"cannot continue from {parent.task}@{parent.name}: "
-                                "it has no local weights")
+            raise TrainingError(
+                f"cannot continue from {parent.task}@{parent.name}: it has no local weights"
+            )
         if is_adapter_dir(parent.artifact_path):
             # Continuing an adapter: same base, same adapter shape as the parent.
             parent_adapter = Path(parent.artifact_path)
             train_config = train_config.model_copy(
-                update={"base_model": parent.base_model, "method": "lora"})
+                update={"base_model": parent.base_model, "method": "lora"}
+            )
         else:
             # A fully fine-tuned parent is itself the base of the next version.
             train_config = train_config.model_copy(update={"base_model": parent.artifact_path})
     train_examples = load_split(dataset, "train")
     eval_examples = load_split(dataset, "eval")
-    job_config = {"train": train_config.model_dump(mode="json"), "dataset": dataset.label,
-                  "parent": parent.name if parent else None}
+    job_config = {
+        "train": train_config.model_dump(mode="json"),
+        "dataset": dataset.label,
+        "parent": parent.name if parent else None,
+    }
 
-    with JobRecorder(store, kind="train", task=task, dataset_id=dataset.id,
-                     config=job_config) as job:
+    with JobRecorder(
+        store, kind="train", task=task, dataset_id=dataset.id, config=job_config
+    ) as job:
         work_dir = config.artifacts_dir / "jobs" / str(job.job_id)
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
@@ -68,25 +74,42 @@ def train_model(
 
         weights = "adapter" if train_config.method == "lora" else "model"
         result = finetune(
-            train_config, train_examples, eval_examples, work_dir / weights,
-            parent_adapter=parent_adapter, on_event=on_event,
+            train_config,
+            train_examples,
+            eval_examples,
+            work_dir / weights,
+            parent_adapter=parent_adapter,
+            on_event=on_event,
         )
-        version = register_version(
-            store, task=task, base_model=train_config.base_model, artifact_path=None,
-            dataset_id=dataset.id, job_id=job.job_id, parent_id=parent.id if parent else None,
-            config=job_config, metrics={"training": result.metrics()},
+        plot = save_loss_plot(
+            result.loss_curve,
+            work_dir / "loss.png",
+            title=f"{task} on {dataset.label} (job {job.job_id})",
         )
-        final_dir = config.artifacts_dir / "models" / task / version.name
+        # Weights and plot move into place before the version exists, and the version is
+        # registered with its path in one insert: no candidate ever points at missing files.
+        final_dir = config.artifacts_dir / "models" / task / f"job-{job.job_id}"
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         if final_dir.exists():
-            shutil.rmtree(final_dir)
+            shutil.rmtree(final_dir)  # left by an earlier attempt that never registered
         shutil.move(str(work_dir), str(final_dir))
-        plot = save_loss_plot(result.loss_curve, final_dir / "loss.png",
-                              title=f"{task} {version.name} on {dataset.label}")
-        with store.session() as session:
-            row = session.get_one(ModelVersion, version.id)
-            row.artifact_path = str(final_dir / weights)
-            version = row
-        job.succeed({"model_version": version.name, "artifact_path": version.artifact_path,
-                     "loss_plot": str(plot) if plot else None, **result.metrics()})
+        version = register_version(
+            store,
+            task=task,
+            base_model=train_config.base_model,
+            artifact_path=str(final_dir / weights),
+            dataset_id=dataset.id,
+            job_id=job.job_id,
+            parent_id=parent.id if parent else None,
+            config=job_config,
+            metrics={"training": result.metrics()},
+        )
+        job.succeed(
+            {
+                "model_version": version.name,
+                "artifact_path": version.artifact_path,
+                "loss_plot": str(final_dir / "loss.png") if plot else None,
+                **result.metrics(),
+            }
+        )
     return version
