@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tuneloop.cli.common import console, err_console
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import Interrupted, TuneloopError
 
 app = typer.Typer(
     name="tuneloop",
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their groups appear in --help. Each defines register(app).
-COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "demo"]
+COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "jobs", "demo"]
 
 
 @app.command()
@@ -79,6 +79,9 @@ def main() -> None:
     """Console entry point: user errors print one clear message, never a traceback."""
     try:
         app()
+    except Interrupted as exc:
+        err_console.print(f"[bold red]stopped:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(128 + exc.signal_number if exc.signal_number else 1)
     except TuneloopError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
