@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.fixtures import (  # noqa: F401  (fixtures for every test module)
+    fake_anthropic,
+    fake_llm_server,
+    fake_openai,
+    fake_together,
+)
 from sqlalchemy.engine import URL, make_url
 
 from tuneloop.capture.client import Tuneloop

@@ -126,7 +126,7 @@ def test_train_registers_v1_then_continues_to_v2(workspace) -> None:
 
 
 def test_full_fine_tuning_saves_a_whole_model_that_serves(workspace) -> None:
-    from tuneloop.registry import provider_for_version
+    from tuneloop.providers import provider_for_version
 
     config, tl, dataset = workspace
     full = config.train.model_copy(update={"method": "full"})

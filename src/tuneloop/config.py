@@ -153,6 +153,111 @@ class EvaluateConfig(Section):
     max_examples: int | None = Field(None, ge=1, description="evaluate at most this many examples")
 
 
+SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
+
+
+class PriceConfig(Section):
+    """USD per million tokens; overrides the built-in price table for one provider."""
+
+    input: float = Field(0.0, ge=0, description="USD per 1M input (prompt) tokens")
+    output: float = Field(0.0, ge=0, description="USD per 1M output (completion) tokens")
+
+
+class BreakerConfig(Section):
+    """Circuit breaker of a chain member: skip it after repeated failures, then probe again."""
+
+    failures: int = Field(3, ge=1, description="failures within window_s that open the circuit")
+    window_s: float = Field(60.0, gt=0, description="how far back failures count")
+    cooldown_s: float = Field(30.0, ge=0, description="seconds a failing member is skipped")
+
+
+class OutputConfig(Section):
+    """What an answer must look like; a failing answer is InvalidOutput (and a chain falls
+    through to its next member)."""
+
+    json_output: bool = Field(
+        False,
+        alias="json",
+        description="the answer must be one JSON value (fences and "
+        "surrounding prose are stripped first)",
+    )
+    schema_path: Path | None = Field(
+        None, alias="schema", description="JSON Schema file the parsed answer must satisfy"
+    )
+    validator: str | None = Field(
+        None,
+        description="'module:function' called with the parsed answer (or the text); "
+        "returning False or raising rejects it",
+    )
+    unwrap: str | None = Field(
+        None,
+        description='key of the object to keep from {"reasoning": ..., KEY: {...}} '
+        "answers (the reasoning is kept beside the answer)",
+    )
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class ProviderSettings(Section):
+    """One named provider, ``[providers.NAME]`` in tuneloop.toml, used as ``provider:NAME``.
+
+    The key is never here: ``api_key_env`` names the environment variable that holds it.
+    """
+
+    kind: Literal[
+        "openai",
+        "anthropic",
+        "together",
+        "openrouter",
+        "openai-compatible",
+        "chain",
+        "callable",
+        "local",
+    ] = Field(description="which API the provider speaks")
+    model: str = Field("", description="model id (callable: module:function; local: path)")
+    base_url: str | None = Field(
+        None, description="API base URL; empty: the kind's default or its *_BASE_URL variable"
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="environment variable with the key; empty: the kind's default "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, TOGETHER_API_KEY, OPENROUTER_API_KEY)",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="deadline of one call, retries included")
+    idle_timeout_s: float = Field(
+        30.0, gt=0, description="a stream that sends nothing for this long fails"
+    )
+    max_retries: int = Field(2, ge=0, le=20, description="retries of retryable failures")
+    prices: PriceConfig | None = Field(None, description="overrides the built-in price table")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers")
+    body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra request body parameters (temperature, "
+        "response_format, top_k…) sent with every call",
+    )
+    members: list[str] = Field(
+        default_factory=list, description="chain only: provider specs tried in order"
+    )
+    fallback_on: list[str] = Field(
+        default_factory=lambda: ["any"],
+        description="chain only: error kinds that move on to the next member: any, retryable, "
+        "final, connection, timeout, rate_limited, unavailable, authentication, bad_request, "
+        "invalid_output",
+    )
+    breaker: BreakerConfig | None = Field(
+        default_factory=BreakerConfig, description="chain only: the members' circuit breaker"
+    )
+    output: OutputConfig | None = Field(None, description="checks and normalisation of answers")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_secret_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in SECRET_HEADERS:
+                raise ValueError(f"header {name!r} carries a secret; set api_key_env instead")
+        return headers
+
+
 class Config(Section):
     """The whole configuration; ``workspace`` holds the SQLite store and all artifacts."""
 
@@ -161,7 +266,11 @@ class Config(Section):
     teacher: str = Field(
         "callable:tuneloop.demo.teacher:respond",
         description="provider spec of the big model: callable:module:function, "
-        "openai:MODEL, anthropic:MODEL",
+        "openai:MODEL, anthropic:MODEL, provider:NAME, chain:SPEC1,SPEC2…",
+    )
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=dict,
+        description="named providers, [providers.NAME] tables, used as provider:NAME",
     )
     store: StoreConfig = Field(default_factory=StoreConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
@@ -225,6 +334,10 @@ def load_config(
         raise ConfigError(_describe_validation_error(exc, origins)) from None
     if not config.workspace.is_absolute():
         config.workspace = base_dir / config.workspace
+    for provider in config.providers.values():
+        output = provider.output
+        if output is not None and output.schema_path and not output.schema_path.is_absolute():
+            output.schema_path = base_dir / output.schema_path
     return config
 
 

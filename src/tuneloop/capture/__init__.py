@@ -3,3 +3,14 @@ rewards in [-1, 1] and a quality score 0–10 that curation filters on.
 
 Entry point: ``tuneloop.connect()`` → :class:`tuneloop.capture.client.Tuneloop`.
 """
+
+from tuneloop.capture.client import Tuneloop, connect
+from tuneloop.capture.importer import import_jsonl
+from tuneloop.capture.stats import collection_stats
+
+__all__ = [
+    "Tuneloop",
+    "collection_stats",
+    "connect",
+    "import_jsonl",
+]

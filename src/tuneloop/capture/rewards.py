@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneloop.capture.records import short_name
 from tuneloop.config import CaptureConfig, RewardTable
-from tuneloop.errors import ConfigError, InputError, ProviderError
+from tuneloop.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from tuneloop.store import Interaction
@@ -160,12 +160,12 @@ class RewardCalculator:
 
     def _resolve(self) -> RewardCallable:
         if self._function is None:
-            from tuneloop.providers.callable import import_object
+            from tuneloop.imports import import_object
 
             assert self.spec is not None
             try:
                 function = import_object(self.spec)
-            except ProviderError as exc:
+            except InputError as exc:
                 raise ConfigError(f"capture.reward_function: {exc}") from None
             if not callable(function):
                 raise ConfigError(f"capture.reward_function {self.spec!r} is not callable")

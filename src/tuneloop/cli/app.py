@@ -21,7 +21,16 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their groups appear in --help. Each defines register(app).
-COMMAND_MODULES = ["capture", "curate", "train", "registry", "evaluate", "jobs", "demo"]
+COMMAND_MODULES = [
+    "capture",
+    "curate",
+    "train",
+    "registry",
+    "evaluate",
+    "providers",
+    "jobs",
+    "demo",
+]
 
 
 @app.command()

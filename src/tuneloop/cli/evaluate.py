@@ -35,8 +35,8 @@ def evaluate(
     from tuneloop.curate.build import load_split, resolve_dataset
     from tuneloop.evaluate.report import comparison_table
     from tuneloop.evaluate.runner import evaluate_provider
-    from tuneloop.providers import build_provider
-    from tuneloop.registry import provider_for_version, resolve_version
+    from tuneloop.providers import build_provider, provider_for_version
+    from tuneloop.registry import resolve_version
 
     config, store = load(
         config_path,
@@ -51,9 +51,9 @@ def evaluate(
         if name == "base":
             provider = build_provider(config.train.base_model, store=store)
         elif name == "teacher":
-            provider = build_provider(config.teacher, store=store)
+            provider = build_provider(config.teacher, store=store, providers=config.providers)
         elif ":" in name:
-            provider = build_provider(name, store=store)
+            provider = build_provider(name, store=store, providers=config.providers)
         else:
             version = resolve_version(store, task, name)
             provider, version_id, name = provider_for_version(version), version.id, version.name

@@ -6,7 +6,13 @@ redaction, near-duplicate removal and category balancing plug in as ``Transform`
 given to ``select_examples`` or as new steps between select and split in ``build_dataset``.
 """
 
-from tuneloop.curate.build import build_dataset, list_datasets, load_split, resolve_dataset
+from tuneloop.curate.build import (
+    build_dataset,
+    latest_dataset,
+    list_datasets,
+    load_split,
+    resolve_dataset,
+)
 from tuneloop.curate.select import Example, Selection, select_examples
 from tuneloop.curate.split import assign_split, split_examples
 from tuneloop.curate.validate import ValidationReport, validate_example, validate_jsonl
@@ -17,6 +23,7 @@ __all__ = [
     "ValidationReport",
     "assign_split",
     "build_dataset",
+    "latest_dataset",
     "list_datasets",
     "load_split",
     "resolve_dataset",

@@ -133,8 +133,8 @@ def run_demo(
     from tuneloop.demo.simulate import layout_validator, simulate_traffic, synth_items
     from tuneloop.demo.teacher import Teacher
     from tuneloop.evaluate.runner import evaluate_provider
-    from tuneloop.providers import CallableProvider, build_provider
-    from tuneloop.registry import provider_for_version, update_metrics
+    from tuneloop.providers import CallableProvider, build_provider, provider_for_version
+    from tuneloop.registry import update_metrics
     from tuneloop.store import JobEventKind
     from tuneloop.synth import generate_examples
     from tuneloop.train import train_model

@@ -13,6 +13,7 @@ from tuneloop.evaluate.metrics import (
     tree_similarity,
     valid_json,
 )
+from tuneloop.evaluate.plots import save_comparison_plot
 from tuneloop.evaluate.report import comparison_dict, comparison_table
 from tuneloop.evaluate.runner import aggregate, evaluate_provider, split_reference
 
@@ -23,6 +24,7 @@ __all__ = [
     "evaluate_provider",
     "exact_match",
     "parse_json_output",
+    "save_comparison_plot",
     "score_output",
     "split_reference",
     "structural_similarity",

@@ -1,19 +1,78 @@
 """Model clients behind one interface, and ``build_provider`` to make one from a spec string.
 
-Specs: ``callable:module:function``, ``local:PATH_OR_ID`` (optionally ``+ADAPTER_PATH``),
-``registry:TASK@vN``. Remote providers (OpenAI-compatible, Anthropic) and the fallback chain
-plug in here too.
+Specs: ``callable:module:function``, ``builtin:tiny``, ``local:PATH_OR_ID[+ADAPTER_DIR]``,
+``registry:TASK@vN``, ``openai:MODEL``, ``anthropic:MODEL``, ``together:MODEL``,
+``openrouter:MODEL``, ``openai-compatible:BASE_URL#MODEL``, ``provider:NAME`` (a
+``[providers.NAME]`` config table) and ``chain:SPEC1,SPEC2,...``. Errors: see
+``tuneloop.providers.errors`` (retryable vs final).
 """
 
-from tuneloop.providers.base import Completion, Message, Provider
-from tuneloop.providers.callable import CallableProvider, import_object
-from tuneloop.providers.factory import build_provider
+from tuneloop.providers.base import (
+    Attempt,
+    BaseProvider,
+    Completion,
+    Message,
+    Provider,
+    RequestOptions,
+    StreamChunk,
+)
+from tuneloop.providers.callable import CallableProvider
+from tuneloop.providers.chain import BreakerSettings, CircuitBreaker, FallbackChain
+from tuneloop.providers.errors import (
+    AllProvidersFailed,
+    AuthenticationError,
+    BadRequest,
+    FinalError,
+    InvalidOutput,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    RetryableError,
+    StreamInterrupted,
+    error_kind,
+)
+from tuneloop.providers.factory import (
+    SPEC_HELP,
+    build_from_settings,
+    build_provider,
+    provider_for_version,
+)
+from tuneloop.providers.output import checked, json_check
+from tuneloop.providers.remote import KINDS, key_env_of
 
 __all__ = [
+    "KINDS",
+    "SPEC_HELP",
+    "AllProvidersFailed",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequest",
+    "BaseProvider",
+    "BreakerSettings",
     "CallableProvider",
+    "CircuitBreaker",
     "Completion",
+    "FallbackChain",
+    "FinalError",
+    "InvalidOutput",
     "Message",
     "Provider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RequestOptions",
+    "RetryableError",
+    "StreamChunk",
+    "StreamInterrupted",
+    "build_from_settings",
     "build_provider",
-    "import_object",
+    "checked",
+    "error_kind",
+    "json_check",
+    "key_env_of",
+    "provider_for_version",
 ]

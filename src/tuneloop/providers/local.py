@@ -4,57 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuneloop.assets import resolve_model_path
-from tuneloop.errors import ProviderError
-from tuneloop.providers.base import Completion, Message
+from tuneloop.hfmodels import load_with_adapter, pick_device
+from tuneloop.providers.base import (
+    BaseProvider,
+    Completion,
+    Message,
+    RequestOptions,
+    StreamChunk,
+    resolve_options,
+)
+from tuneloop.providers.errors import ProviderError
+
+DEFAULT_MAX_TOKENS = 512
 
 
-def is_adapter_dir(path: str | Path) -> bool:
-    """A PEFT adapter folder (as opposed to a whole model saved by full fine-tuning)."""
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def load_pretrained(spec: str, error: type[Exception] = ProviderError) -> tuple[Any, Any]:
-    """(tokenizer, model) of a model spec (``builtin:tiny``, a folder or a hub id), offline-safe.
-
-    ``error`` is the exception type raised with a message naming the model when it cannot load.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-    path = resolve_model_path(spec)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise error(f"cannot load model {spec!r}: {exc}") from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model
-
-
-def pick_device(preference: str = "auto") -> str:
-    """The device to run on: CUDA, then Apple MPS, then CPU, unless one is asked for."""
-    import torch
-
-    if preference != "auto":
-        return preference
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-class LocalModelProvider:
+class LocalModelProvider(BaseProvider):
     """Greedy or sampled generation with a Hugging Face model; loads lazily on first use.
 
     An adapter is merged into the base weights at load time: inference then costs the same as
-    the base model, which is what the latency numbers should reflect.
+    the base model, which is what the latency numbers should reflect. ``acomplete`` runs the
+    generation in a worker thread; ``stream`` yields text as ``generate`` produces it.
     """
 
     def __init__(
@@ -79,28 +52,22 @@ class LocalModelProvider:
         with self._lock:
             if self._model is not None:
                 return
-            tokenizer, model = load_pretrained(self.base_model)
-            if self.adapter is not None:
-                if not is_adapter_dir(self.adapter):
-                    raise ProviderError(f"no LoRA adapter at {self.adapter}")
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, str(self.adapter)).merge_and_unload()
-            self.device = pick_device(self.device_preference)
-            model.to(self.device).eval()
+            device = pick_device(self.device_preference, ProviderError)
+            tokenizer, model = load_with_adapter(self.base_model, self.adapter, ProviderError)
+            self.device = device
+            model.to(device).eval()
             self._tokenizer, self._model = tokenizer, model
 
-    def complete(
-        self, messages: list[Message], *, max_tokens: int | None = None, temperature: float = 0.0
-    ) -> Completion:
-        return self.complete_batch([messages], max_tokens=max_tokens, temperature=temperature)[0]
+    def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
+        return self._generate([messages], options)[0]
 
     def complete_batch(
         self,
         conversations: list[list[Message]],
         *,
         max_tokens: int | None = None,
-        temperature: float = 0.0,
+        temperature: float | None = None,
+        options: RequestOptions | None = None,
     ) -> list[Completion]:
         """Answer several conversations in one ``generate`` call (left-padded).
 
@@ -108,41 +75,56 @@ class LocalModelProvider:
         of 8 costs little more than one answer. Each answer's latency is the time until its own
         last token: the batch's wall time scaled by its share of the decoding steps.
         """
-        import torch
+        return self._generate(conversations, resolve_options(options, max_tokens, temperature))
 
-        self._load()
-        tokenizer, model = self._tokenizer, self._model
+    def _inputs(self, conversations: list[list[Message]]) -> Any:
+        tokenizer = self._tokenizer
         prompts = [
             tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             for messages in conversations
         ]
         tokenizer.padding_side = "left"
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.device
         )
-        prompt_length = inputs["input_ids"].shape[1]
+
+    def _generate_kwargs(self, options: RequestOptions) -> dict[str, Any]:
+        tokenizer = self._tokenizer
+        temperature = options.temperature or 0.0
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": temperature}
             if temperature > 0
             else {"do_sample": False}
         )
+        if options.top_p is not None and temperature > 0:
+            sampling["top_p"] = options.top_p
+        return {
+            "max_new_tokens": options.max_tokens or DEFAULT_MAX_TOKENS,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            **sampling,
+        }
+
+    def _generate(
+        self, conversations: list[list[Message]], options: RequestOptions
+    ) -> list[Completion]:
+        import torch
+
+        self._load()
+        tokenizer, model = self._tokenizer, self._model
+        inputs = self._inputs(conversations)
+        prompt_length = inputs["input_ids"].shape[1]
         started = time.perf_counter()
         with torch.inference_mode():
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_tokens or 512,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                **sampling,
-            )
+            output = model.generate(**inputs, **self._generate_kwargs(options))
         wall_ms = (time.perf_counter() - started) * 1000
         generated = output[:, prompt_length:]
         steps = max(1, generated.shape[1])
+        max_new = options.max_tokens or DEFAULT_MAX_TOKENS
         completions = []
         for row, attention in zip(generated.tolist(), inputs["attention_mask"], strict=True):
-            length = (
-                row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
-            )
+            stopped = tokenizer.eos_token_id in row
+            length = row.index(tokenizer.eos_token_id) + 1 if stopped else len(row)
             completions.append(
                 Completion(
                     text=tokenizer.decode(row[:length], skip_special_tokens=True).strip(),
@@ -152,6 +134,58 @@ class LocalModelProvider:
                     prompt_tokens=int(attention.sum()),
                     completion_tokens=length,
                     cost_usd=0.0,
+                    finish_reason="stop" if stopped or length < max_new else "length",
                 )
             )
         return completions
+
+    def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
+        """Text as it is decoded: ``generate`` runs in a thread feeding a streamer."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        self._load()
+        tokenizer, model = self._tokenizer, self._model
+        inputs = self._inputs([messages])
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    model.generate(**inputs, **self._generate_kwargs(options), streamer=streamer)
+            except BaseException as exc:  # reported to the reading side below
+                failure.append(exc)
+                streamer.end()
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=run, name=f"generate {self.name}", daemon=True)
+        worker.start()
+        parts: list[str] = []
+        for piece in streamer:
+            if piece:
+                if not parts:
+                    piece = piece.lstrip()
+                parts.append(piece)
+                yield StreamChunk(text=piece)
+        worker.join()
+        if failure:
+            raise ProviderError(
+                f"{self.name} failed while generating: {type(failure[0]).__name__}: {failure[0]}"
+            )
+        text = "".join(parts).strip()
+        output_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        yield StreamChunk(
+            completion=Completion(
+                text=text,
+                model=self.name,
+                provider="local",
+                latency_ms=(time.perf_counter() - started) * 1000,
+                prompt_tokens=int(inputs["attention_mask"].sum()),
+                completion_tokens=output_tokens,
+                cost_usd=0.0,
+                finish_reason="length"
+                if output_tokens >= (options.max_tokens or DEFAULT_MAX_TOKENS)
+                else "stop",
+            )
+        )

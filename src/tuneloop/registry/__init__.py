@@ -3,7 +3,6 @@
 from tuneloop.registry.versions import (
     STAGES,
     list_versions,
-    provider_for_version,
     register_version,
     resolve_version,
     set_stage,
@@ -13,7 +12,6 @@ from tuneloop.registry.versions import (
 __all__ = [
     "STAGES",
     "list_versions",
-    "provider_for_version",
     "register_version",
     "resolve_version",
     "set_stage",

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from tuneloop.errors import InputError
 from tuneloop.store import ModelVersion, Store
-
-if TYPE_CHECKING:
-    from tuneloop.providers.local import LocalModelProvider
 
 # candidate → shadow → canary(%) → production; archived is where a replaced production goes.
 STAGES = ("candidate", "shadow", "canary", "production", "archived")
@@ -116,20 +113,3 @@ def update_metrics(store: Store, version_id: int, metrics: dict[str, Any]) -> No
     with store.session() as session:
         row = session.get_one(ModelVersion, version_id)
         row.metrics = {**row.metrics, **metrics}
-
-
-def provider_for_version(version: ModelVersion, *, device: str = "auto") -> LocalModelProvider:
-    """A provider that serves a locally trained version (base model + its adapter)."""
-    from tuneloop.providers.local import LocalModelProvider, is_adapter_dir
-
-    if version.backend != "local" or not version.artifact_path:
-        raise InputError(
-            f"{version.task}@{version.name} was trained by {version.backend!r}; "
-            "only local versions can be served in-process"
-        )
-    name = f"registry:{version.task}@{version.name}"
-    if is_adapter_dir(version.artifact_path):
-        return LocalModelProvider(
-            version.base_model, version.artifact_path, device=device, name=name
-        )
-    return LocalModelProvider(version.artifact_path, device=device, name=name)  # a full model

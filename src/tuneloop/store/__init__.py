@@ -1,6 +1,14 @@
 """The store: SQLAlchemy tables shared by every stage, SQLite by default, PostgreSQL by URL."""
 
 from tuneloop.store.engine import Store
+from tuneloop.store.jobs import (
+    JobRecorder,
+    cancel_job,
+    effective_status,
+    get_job,
+    list_jobs,
+    stop_on_signals,
+)
 from tuneloop.store.models import (
     Base,
     Dataset,
@@ -15,6 +23,8 @@ from tuneloop.store.models import (
     JobStatus,
     ModelVersion,
     OptOut,
+    new_id,
+    utcnow,
 )
 
 __all__ = [
@@ -28,8 +38,16 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobEventKind",
+    "JobRecorder",
     "JobStatus",
     "ModelVersion",
     "OptOut",
     "Store",
+    "cancel_job",
+    "effective_status",
+    "get_job",
+    "list_jobs",
+    "new_id",
+    "stop_on_signals",
+    "utcnow",
 ]

@@ -71,7 +71,7 @@ def finetune(
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from tuneloop.providers.local import load_pretrained, pick_device
+    from tuneloop.hfmodels import load_pretrained, pick_device
 
     emit = on_event or (lambda _kind, _data: None)
     if not train_examples:
@@ -80,7 +80,7 @@ def finetune(
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    device = pick_device(config.device, TrainingError)
     precision = resolve_precision(config.precision, device)
 
     tokenizer, model = load_pretrained(config.base_model, TrainingError)

@@ -34,7 +34,7 @@ def train_model(
     registered, so a failed run never leaves a version pointing at a half-written model.
     """
     from tuneloop.curate.build import load_split
-    from tuneloop.providers.local import is_adapter_dir
+    from tuneloop.hfmodels import is_adapter_dir
     from tuneloop.train.recipe import finetune
 
     task = task or dataset.task
