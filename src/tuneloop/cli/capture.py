@@ -1,4 +1,4 @@
-"""Capture commands: ``log import``, ``log mark-abandoned``, ``log opt-out/opt-in``,
+"""Capture commands: ``log import``, ``log mark-abandoned``, ``log opt-out/opt-in/forget``,
 ``feedback`` and ``stats``."""
 
 from __future__ import annotations
@@ -94,12 +94,32 @@ def opt_out_command(
     reason: Annotated[str | None, typer.Option(help="Why (kept with the opt-out).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Stop collecting a tenant and delete everything stored of theirs."""
+    """Stop collecting a tenant and delete everything stored of theirs.
+
+    Their interactions, feedback and eval results are deleted and their examples removed from
+    exported dataset files; model versions trained on that data are listed.
+    """
     with _client(config) as client:
-        deleted = client.opt_out(tenant, reason)
-    console.print(
-        f"tenant {tenant!r} opted out; deleted {deleted} stored interaction(s)", highlight=False
-    )
+        report = client.opt_out(tenant, reason)
+    console.print(f"tenant {tenant!r} opted out", highlight=False)
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@log_app.command("forget")
+def forget_command(
+    tenant: Annotated[str, typer.Argument(help="Tenant whose data to delete.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete everything stored of a tenant, without opting them out (see opt-out).
+
+    Interactions, feedback, eval results and their examples in exported dataset files; model
+    versions trained on that data are listed so they can be retrained.
+    """
+    with _client(config) as client:
+        report = client.forget(tenant)
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @log_app.command("opt-in")
@@ -136,7 +156,10 @@ def feedback_command(
     """Record feedback on a logged call and print its reward."""
     edited = _read_edited(edited_file) if edited_file is not None else None
     with _client(config) as client:
-        reward = client.feedback(interaction_id, kind, score=score, edited=edited, comment=comment)
+        with client.batch() as batch:
+            reward = batch.feedback(
+                interaction_id, kind, score=score, edited=edited, comment=comment
+            )
         interaction = client.get(interaction_id)
     console.print(
         f"{kind}: reward {reward:+.2f}; interaction reward "

@@ -13,11 +13,13 @@ from tuneloop.curate.build import (
     load_split,
     resolve_dataset,
 )
+from tuneloop.curate.forget import DatasetPurge, purge_examples
 from tuneloop.curate.select import Example, Selection, select_examples
 from tuneloop.curate.split import assign_split, split_examples
 from tuneloop.curate.validate import ValidationReport, validate_example, validate_jsonl
 
 __all__ = [
+    "DatasetPurge",
     "Example",
     "Selection",
     "ValidationReport",
@@ -26,6 +28,7 @@ __all__ = [
     "latest_dataset",
     "list_datasets",
     "load_split",
+    "purge_examples",
     "resolve_dataset",
     "select_examples",
     "split_examples",
