@@ -41,7 +41,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented tuneloop.toml with every key at its default, and create the store."""
-    from tuneloop.config import load_config, render_default_config
+    from tuneloop.cli.common import load_settings
+    from tuneloop.config import render_default_config
     from tuneloop.store import Store
 
     if path.is_dir():
@@ -60,7 +61,7 @@ def init(
     except OSError as exc:
         raise TuneloopError(f"cannot write {path}: {exc.strerror or exc}") from None
     console.print(f"wrote [bold]{path}[/bold]")
-    store = Store(load_config(path).store_url)
+    store = Store(load_settings(path).store_url)
     console.print(f"store ready at {store.display_url}", highlight=False)
     store.close()
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneloop.config import redact_url
 from tuneloop.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -175,7 +176,9 @@ def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
-        raise StoreError(f"store URL {url!r} is not a valid database URL: {exc}") from exc
+        raise StoreError(
+            f"store URL {redact_url(repr(url))} is not a valid database URL: {redact_url(str(exc))}"
+        ) from None
 
 
 def _require_sqlite_file(url: str) -> None:
@@ -207,7 +210,9 @@ def _create_engine(url: str, *, read_only: bool = False) -> Engine:
                 dbapi_connection.commit()
 
         return engine
-    raise StoreError(f"store URL {url!r}: only sqlite:// and postgresql+psycopg:// are supported")
+    raise StoreError(
+        f"store URL {redact_url(repr(url))}: only sqlite:// and postgresql+psycopg:// are supported"
+    )
 
 
 def _sqlite_engine(parsed: URL, *, read_only: bool) -> Engine:
