@@ -13,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from tuneloop.cli.common import ConfigOption, console, err_console, load, load_read_only
-from tuneloop.errors import InputError
+from tuneloop.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
     from tuneloop.capture.client import Tuneloop
@@ -51,6 +51,7 @@ def import_command(
     Exit code: 0 every line is stored, 1 some lines were skipped, 2 nothing could be imported.
     """
     from tuneloop.capture.importer import import_jsonl
+    from tuneloop.store import stop_on_signals
 
     if not file.is_file():
         raise InputError(f"cannot read {file}: no such file")
@@ -58,15 +59,25 @@ def import_command(
         size = file.stat().st_size
         show = console.is_terminal and size >= PROGRESS_MIN_BYTES
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True, disable=not show) as progress:
+        with (
+            Progress(*columns, console=console, transient=True, disable=not show) as progress,
+            stop_on_signals(f"import of {file}"),
+        ):
             bar = progress.add_task("import", total=size)
-            report = import_jsonl(
-                client,
-                file,
-                task=task,
-                source=source,
-                progress=lambda done: progress.update(bar, completed=done),
-            )
+            try:
+                report = import_jsonl(
+                    client,
+                    file,
+                    task=task,
+                    source=source,
+                    progress=lambda done: progress.update(bar, completed=done),
+                )
+            except Interrupted as exc:
+                raise Interrupted(
+                    f"{exc}; what was stored stays stored, and running the same command again "
+                    "finishes the import (lines already stored are skipped)",
+                    signal_number=exc.signal_number,
+                ) from None
     console.print(report.summary(), highlight=False, soft_wrap=True)
     for error in report.errors[:MAX_ERRORS_SHOWN]:
         err_console.print(f"  [red]skipped[/red] {error}", highlight=False, soft_wrap=True)
