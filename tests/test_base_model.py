@@ -138,28 +138,30 @@ def test_assistant_mask_covers_exactly_the_replies(
     assert sum(1 for r in runs if r) == sum(m["role"] == "assistant" for m in messages)
 
 
-def test_greedy_generation_stops_or_hits_budget(tokenizer: Any, model: Any) -> None:
+def test_asked_for_a_book_it_writes_a_complete_book_record(tokenizer: Any, model: Any) -> None:
+    """What the model card claims of the base: it knows JSON and reads salient prompt words."""
+    from tuneloop.jsontext import parse_json
+
     enc = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Return a JSON object describing a book."}],
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
     )
-    max_new = 96
     # One thread: tiny matmuls gain nothing from two, and lose a lot when the
     # machine is busy with other work.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False)
+            out = model.generate(**enc, max_new_tokens=200, do_sample=False)
     finally:
         torch.set_num_threads(threads)
     new = out[0, enc["input_ids"].shape[1] :].tolist()
-    assert 0 < len(new) <= max_new
-    assert new[-1] == tokenizer.eos_token_id or len(new) == max_new
-    assert tokenizer.eos_token_id not in new[:-1]
-    assert isinstance(tokenizer.decode(new, skip_special_tokens=True), str)
+    assert new[-1] == tokenizer.eos_token_id  # it stopped by itself, within budget
+    answer = parse_json(tokenizer.decode(new, skip_special_tokens=True))
+    assert answer.ok and isinstance(answer.value, dict)
+    assert {"title", "authors"} <= set(answer.value)
 
 
 def test_corpus_generators_have_no_ui_vocabulary(build_script: ModuleType) -> None:

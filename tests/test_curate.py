@@ -25,7 +25,6 @@ from tuneloop.curate import (
     select_examples,
     split_examples,
     validate_example,
-    validate_jsonl,
 )
 from tuneloop.curate.export import TokenCounter
 from tuneloop.curate.pricing import TRAINING_PRICES
@@ -145,22 +144,6 @@ def test_valid_example_has_no_problems() -> None:
 def test_invalid_examples_name_the_problem(bad: Any, problem: str) -> None:
     problems = validate_example(bad)
     assert any(problem in p for p in problems), problems
-
-
-def test_validate_jsonl_reports_line_numbers(tmp_path: Path) -> None:
-    good = json.dumps(
-        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
-    )
-    no_answer = json.dumps({"messages": [{"role": "user", "content": "a"}]})
-    path = tmp_path / "data.jsonl"
-    path.write_text("\n".join([good, "{not json", "", no_answer, good]) + "\n")
-    report = validate_jsonl(path)
-    assert report.examples == 5 and report.valid == 2 and not report.ok
-    assert [line.line for line in report.invalid] == [2, 3, 4]
-    assert "not valid JSON" in report.invalid[0].problems[0]
-    assert report.invalid[1].problems == ["blank line"]
-    with pytest.raises(InputError, match="does not exist"):
-        validate_jsonl(tmp_path / "missing.jsonl")
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -516,7 +499,7 @@ def test_cli_build_list_validate(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["dataset", "validate", str(bad)])
     assert result.exit_code == 1
-    assert "bad.jsonl:2: the last message must be from the assistant" in result.output
+    assert "bad.jsonl:2: example_missing_assistant_message" in result.output
 
 
 def test_cli_build_reports_user_errors(tmp_path: Path) -> None:

@@ -230,4 +230,11 @@ def test_batching_providers_get_batches_and_a_failed_batch_marks_its_examples(
     failed = [r for r in run.results if "error" in r.scores]
     assert [r.interaction_id for r in failed] == ["i4"]
     assert "out of memory" in failed[0].scores["error"]
-    assert run.metrics["latency_ms"] == 50.0
+    # latency is the measured wall time of the call that answered (the provider's own 50 ms is
+    # not apportioned): both answers of one batch waited the same time
+    answered = [r for r in run.results if "error" not in r.scores]
+    assert answered[0].latency_ms == answered[1].latency_ms != 50.0
+    assert [r.scores["batch_size"] for r in answered] == [2, 2, 2, 2]
+    assert run.metrics["batch_size"] == 2
+    walls = {answered[0].latency_ms, answered[2].latency_ms}
+    assert run.metrics["tokens_per_s"] == pytest.approx(20 / (sum(walls) / 1000), rel=1e-3)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tuneloop.capture.client import Tuneloop
 from tuneloop.cli.app import app
 from tuneloop.config import Config
-from tuneloop.curate import build_dataset, load_split
+from tuneloop.curate import build_dataset, load_split, resolve_dataset
 from tuneloop.errors import InputError
 from tuneloop.store import (
     Dataset,
@@ -58,6 +58,21 @@ def world(config_factory: ConfigFactory) -> tuple[Tuneloop, Dataset]:
     dataset = build_dataset(client.store, config, task="ui")
     root = Path(dataset.path)
     (root / "train.chatml.jsonl").write_bytes((root / "train.jsonl").read_bytes())
+    pairs = [json.loads(line)["messages"] for line in (root / "train.jsonl").open()]
+    (root / "pairs_train.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "input": {"messages": m[:-1]},
+                    "preferred_output": [m[-1]],
+                    "non_preferred_output": [{"role": "assistant", "content": "{}"}],
+                }
+            )
+            + "\n"
+            for m in pairs
+        ),
+        encoding="utf-8",
+    )
     (root / "preview.md").write_text("mixed content " + SECRET, encoding="utf-8")
     with client.store.session() as session:
         rows = session.scalars(select(Interaction)).all()
@@ -101,13 +116,15 @@ def test_forget_removes_the_tenant_from_rows_and_files(
     assert _files_with(artifacts, SECRET) == []
     with client.store.session() as session:
         assert session.scalar(select(func.count()).where(Interaction.tenant == "acme")) == 0
-        purged = session.get_one(Dataset, dataset.id)
+    purged = resolve_dataset(client.store, dataset.label, workspace=client.config.workspace)
     assert purged.purged_at is not None and purged.content_hash != dataset.content_hash
     train, held_out = load_split(purged, "train"), load_split(purged, "eval", with_ids=True)
     assert len(train) + len(held_out) == sum(before) - N == N
     assert purged.stats["counts"]["total"] == N and purged.stats["purged"]["train"] >= 1
     chatml = (Path(dataset.path) / "train.chatml.jsonl").read_text(encoding="utf-8")
     assert chatml == (Path(dataset.path) / "train.jsonl").read_text(encoding="utf-8")
+    kept_pairs = (Path(dataset.path) / "pairs_train.jsonl").read_text(encoding="utf-8")
+    assert len(kept_pairs.splitlines()) == len(train) and "public screen" in kept_pairs
     manifest = json.loads((Path(dataset.path) / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["content_hash"] == purged.content_hash and manifest["purged_at"]
     assert _count(client, Feedback) == N and _count(client, EvalResult) == N

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuneloop.errors import ConfigError
+from tuneloop.formats import DEFAULT_PROMPT, DEFAULT_SYSTEM
 
 CONFIG_FILENAME = "tuneloop.toml"
 ENV_PREFIX = "TUNELOOP_"
@@ -97,6 +98,32 @@ class CaptureConfig(Section):
     )
 
 
+class PiiConfig(Section):
+    """PII redaction on export and build (curate/pii.py lists the kinds)."""
+
+    enabled: bool = Field(True, description="redact exports and builds; turning it off is explicit")
+    kinds: list[str] = Field(
+        default_factory=lambda: [
+            "email",
+            "phone",
+            "credit_card",
+            "ipv4",
+            "ipv6",
+            "iban",
+            "ssn",
+            "url_token",
+            "secret",
+            "person_name",
+            "business_name",
+            "address",
+        ],
+        description="what to look for",
+    )
+    ner: Literal["none", "presidio"] = Field(
+        "none", description="named-entity pass for names and places (presidio: extra 'pii')"
+    )
+
+
 class CurateConfig(Section):
     min_reward: float = Field(0.3, ge=-1, le=1, description="keep examples with reward >= this")
     min_quality: int = Field(5, ge=0, le=10, description="keep examples with quality >= this")
@@ -112,6 +139,28 @@ class CurateConfig(Section):
         "answer always does): 'answer', 'prompt', or 'metadata:FIELD[,FIELD]', e.g. "
         "'metadata:category,platform' or 'metadata:request_id'",
     )
+    stratify_by_category: bool = Field(
+        True, description="every category with two or more groups gets one on each side"
+    )
+    near_duplicates: bool = Field(True, description="drop near-duplicates (MinHash LSH)")
+    near_dup_threshold: float = Field(
+        0.8, gt=0, le=1, description="estimated Jaccard similarity above which two are near-dups"
+    )
+    near_dup_permutations: int = Field(64, ge=16, le=512, description="MinHash permutations")
+    max_per_category: int | None = Field(
+        None, ge=1, description="keep at most this many examples per category (best-rewarded)"
+    )
+    balance_categories: bool = Field(
+        False, description="cap every category at the size of the smallest one"
+    )
+    import_system_prompt: str = Field(
+        DEFAULT_SYSTEM, description="system message of examples imported from layout files"
+    )
+    import_prompt_template: str = Field(
+        DEFAULT_PROMPT,
+        description="user prompt of a layout file {category}_{scenario}_{platform}_{version}.json",
+    )
+    pii: PiiConfig = Field(default_factory=PiiConfig)
 
 
 class TrainConfig(Section):
@@ -158,6 +207,15 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(384, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per generate call for local models")
     max_examples: int | None = Field(None, ge=1, description="evaluate at most this many examples")
+    metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description='user metrics, name = "module:function"; the function takes '
+        "(output, reference, example) and returns a number or None",
+    )
+    group_by: list[str] = Field(
+        default_factory=list,
+        description="metadata keys to break results down by (e.g. wording, category)",
+    )
 
 
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
@@ -265,6 +323,72 @@ class ProviderSettings(Section):
         return headers
 
 
+class GatewayConfig(Section):
+    """The OpenAI-compatible gateway. Every key is also a ``tuneloop gateway`` option."""
+
+    host: str = Field("127.0.0.1", description="address to bind; a non-loopback one needs API keys")
+    port: int = Field(8300, ge=1, le=65535, description="TCP port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="provider specs tried, in order, when the routed model fails; empty: the "
+        "teacher",
+    )
+    passthrough: list[str] = Field(
+        default_factory=lambda: ["openai", "anthropic", "openai-compatible", "together"],
+        description="provider kinds a request's model may name directly (openai:gpt-4o); "
+        "callable, local and registry specs are never taken from requests",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="seconds each provider gets per call")
+    cooldown_after: int = Field(
+        3,
+        ge=1,
+        description="failures within cooldown_window_s after which a provider is skipped for "
+        "cooldown_s",
+    )
+    cooldown_window_s: float = Field(60.0, gt=0, description="window in which failures count")
+    cooldown_s: float = Field(30.0, ge=0, description="seconds a failing provider is skipped")
+    sticky_by: Literal["session", "tenant"] = Field(
+        "session", description="what keeps a user on the same side of a canary split"
+    )
+    json_tasks: list[str] = Field(
+        default_factory=list,
+        description="tasks whose answers must be JSON: an invalid one falls back to the next "
+        "provider",
+    )
+    unwrap_keys: list[str] = Field(
+        default_factory=list,
+        description="in JSON tasks, an answer {reasoning, KEY: value} is unwrapped to the value of "
+        "KEY (for example layout)",
+    )
+    validator: str | None = Field(
+        None,
+        description="optional 'module:function' taking (task, text) and returning False (or "
+        "raising ValueError) to reject an answer, which then falls back",
+    )
+    shadow_queue: int = Field(
+        64, ge=1, description="shadow calls waiting at most; more are dropped"
+    )
+    shadow_workers: int = Field(2, ge=1, description="shadow calls answered at once")
+    log_queue: int = Field(10_000, ge=1, description="calls waiting to be logged, at most")
+    log_batch: int = Field(256, ge=1, description="calls written to the store per transaction")
+    log_flush_s: float = Field(
+        0.2, gt=0, description="longest wait before a partial batch is written"
+    )
+    spill_dir: Path | None = Field(
+        None,
+        description="folder of append-only files of calls kept while the store is down (one per "
+        "process); empty: <workspace>/gateway-spill",
+    )
+    reload_s: float = Field(
+        2.0, gt=0, description="seconds between checks of registry stages, opt-outs and API keys"
+    )
+    max_request_bytes: int = Field(4_000_000, ge=1024, description="largest request body accepted")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="device of registry versions served in-process"
+    )
+
+
 class Config(Section):
     """The whole configuration; ``workspace`` holds the SQLite store and all artifacts."""
 
@@ -284,6 +408,7 @@ class Config(Section):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @property
     def store_url(self) -> str:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import aliased
@@ -112,6 +112,30 @@ class Tuneloop:
             batch.prefetch(prepared)
             return [batch.add(values) for values in prepared]
 
+    @overload
+    def feedback(
+        self,
+        interaction_id: str,
+        kind: str,
+        *,
+        value: Mapping[str, Any] | None = None,
+        score: float | None = None,
+        edited: str | None = None,
+        comment: str | None = None,
+    ) -> float: ...
+
+    @overload
+    def feedback(
+        self,
+        interaction_id: str | None,
+        kind: str,
+        *,
+        value: Mapping[str, Any] | None = None,
+        score: float | None = None,
+        edited: str | None = None,
+        comment: str | None = None,
+    ) -> float | None: ...
+
     def feedback(
         self,
         interaction_id: str | None,
@@ -199,13 +223,13 @@ class Tuneloop:
                 session.add(OptOut(tenant=tenant, reason=reason))
             elif reason is not None:
                 entry.reason = reason
-        return forget_tenant(self.store, tenant)
+        return forget_tenant(self.store, tenant, workspace=self.config.workspace)
 
     def forget(self, tenant: str) -> ForgetReport:
         """Delete everything stored of ``tenant`` without opting them out: their interactions,
         feedback and eval results, and their examples in exported dataset files (rewritten, the
         versions marked). The report names the model versions trained on that data."""
-        return forget_tenant(self.store, _check_tenant(tenant))
+        return forget_tenant(self.store, _check_tenant(tenant), workspace=self.config.workspace)
 
     def opt_in(self, tenant: str) -> bool:
         """Collect ``tenant`` again; False when it was not opted out in the store."""

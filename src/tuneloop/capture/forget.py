@@ -8,6 +8,7 @@ after a crash finishes the job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
@@ -49,13 +50,13 @@ class ForgetReport:
         return lines
 
 
-def forget_tenant(store: Store, tenant: str) -> ForgetReport:
+def forget_tenant(store: Store, tenant: str, *, workspace: Path | None = None) -> ForgetReport:
     """Delete the tenant's interactions, their feedback and eval results, and remove their
-    examples from exported dataset files. Idempotent."""
+    examples from exported dataset files (``workspace`` resolves their folders). Idempotent."""
     report = ForgetReport(tenant)
     with store.session() as session:
         ids = list(session.scalars(select(Interaction.id).where(Interaction.tenant == tenant)))
-    report.datasets = purge_examples(store, ids)
+    report.datasets = purge_examples(store, ids, workspace=workspace)
     theirs = select(Interaction.id).where(Interaction.tenant == tenant)
     with store.session() as session:
         report.feedback = (

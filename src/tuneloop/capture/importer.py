@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +38,13 @@ from tuneloop.capture.records import (
 from tuneloop.capture.rewards import check_kind, prepare_value
 from tuneloop.config import CaptureConfig
 from tuneloop.errors import InputError, TuneloopError
+from tuneloop.formats import CrafterTemplate, FormatProblem, file_format, iter_entries, log_line
 
 if TYPE_CHECKING:
     from tuneloop.capture.client import Tuneloop
 
 BATCH_LINES = 500
+WARNING = "warning: "
 MAX_ERRORS_KEPT = 1000
 FEEDBACK_KEYS = ("kind", "value", "score", "edited", "comment", "created_at")
 
@@ -93,13 +95,77 @@ def import_jsonl(
     source: str = "import",
     batch_lines: int = BATCH_LINES,
     progress: Callable[[int], None] | None = None,
+    fmt: str | None = None,
+    template: CrafterTemplate | None = None,
 ) -> ImportReport:
-    """Import ``path``; ``progress`` is called with the bytes read so far."""
+    """Import ``path``; ``progress`` is called with the bytes (or entries) read so far.
+
+    ``path`` may be any format ``tuneloop.formats`` reads (``fmt`` names it, else it is
+    detected); tuneloop's own JSONL lines and OpenAI chat lines are read here directly.
+    """
     path = Path(path)
     report = ImportReport(path)
     defaults = {"task": task or client.config.task, "source": source}
     pending: list[_Line] = []
     seen: Counter[str] = Counter()  # call hash → equal lines so far
+    curate = client.config.curate
+    template = template or CrafterTemplate(
+        curate.import_prompt_template, curate.import_system_prompt
+    )
+    for number, done, text, problem in _lines(path, fmt, template):
+        if problem is not None and problem.startswith(WARNING):
+            report.errors.append(
+                f"{path}:{number}: {problem}"
+            )  # e.g. a file name that does not fit
+        elif problem is not None:
+            report.skip(number, problem)
+        elif text is not None:
+            try:
+                line = _parse_line(number, text, defaults, client.config.capture)
+                if "idempotency_key" not in line.values:
+                    digest = call_key(line.values)
+                    line.values["idempotency_key"] = nth_key(digest, seen[digest])
+                    seen[digest] += 1
+                pending.append(line)
+            except InputError as exc:
+                report.skip(number, str(exc))
+        if len(pending) >= batch_lines:
+            _write(client, pending, report)
+            pending = []
+        if progress is not None:
+            progress(done)
+    if pending:
+        _write(client, pending, report)
+    return report
+
+
+def _lines(
+    path: Path, fmt: str | None, template: CrafterTemplate | None
+) -> Iterator[tuple[int, int, str | None, str | None]]:
+    """``(line, progress, text, problem)`` per entry: tuneloop/OpenAI JSONL line by line, any
+    other format through ``tuneloop.formats`` as the equivalent tuneloop line."""
+    if not path.exists():
+        raise InputError(f"cannot read {path}: no such file or folder")
+    native = path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson")
+    if native and fmt is None:
+        native = file_format(path) in (None, "openai")
+    if native and fmt in (None, "openai"):
+        yield from _jsonl_lines(path)
+        return
+    for count, entry in enumerate(iter_entries(path, fmt=fmt, template=template), start=1):
+        where = "" if entry.path == str(path) else f"{Path(entry.path).name}: "
+        if entry.problem is not None:
+            warning = WARNING if entry.problem.severity == "warning" else ""
+            message = f"{entry.problem.code} {entry.problem.message}"
+            yield entry.line, count, None, f"{warning}{where}{message}"
+        elif entry.record is not None:
+            try:
+                yield entry.line, count, json.dumps(log_line(entry.record)), None
+            except FormatProblem as exc:
+                yield entry.line, count, None, f"{where}{exc.code} {exc.message}"
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, int, str | None, str | None]]:
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -112,25 +178,10 @@ def import_jsonl(
                 raw = raw[len(codecs.BOM_UTF8) :]  # written by some Windows editors
             try:
                 text = raw.decode("utf-8")
-                if text.strip():
-                    line = _parse_line(number, text, defaults, client.config.capture)
-                    if "idempotency_key" not in line.values:
-                        digest = call_key(line.values)
-                        line.values["idempotency_key"] = nth_key(digest, seen[digest])
-                        seen[digest] += 1
-                    pending.append(line)
             except UnicodeDecodeError:
-                report.skip(number, "not UTF-8 text")
-            except InputError as exc:
-                report.skip(number, str(exc))
-            if len(pending) >= batch_lines:
-                _write(client, pending, report)
-                pending = []
-            if progress is not None:
-                progress(done)
-    if pending:
-        _write(client, pending, report)
-    return report
+                yield number, done, None, "not UTF-8 text"
+                continue
+            yield number, done, text if text.strip() else None, None
 
 
 def _write(client: Tuneloop, lines: list[_Line], report: ImportReport) -> None:

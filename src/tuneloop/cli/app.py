@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "registry",
     "evaluate",
     "providers",
+    "gateway",
     "jobs",
     "demo",
 ]

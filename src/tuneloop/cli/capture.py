@@ -39,7 +39,11 @@ def _client(config_path: Path | None) -> Tuneloop:
 
 @log_app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(help="JSONL file: messages + response per line.")],
+    file: Annotated[Path, typer.Argument(help="A dataset file or folder in any supported format.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="openai, together, dpo, alpaca, sharegpt, ... (detected)."),
+    ] = None,
     task: Annotated[str | None, typer.Option(help="Task of lines that set none.")] = None,
     source: Annotated[str, typer.Option(help="Source of lines that set none.")] = "import",
     config: ConfigOption = None,
@@ -53,10 +57,10 @@ def import_command(
     from tuneloop.capture.importer import import_jsonl
     from tuneloop.store import stop_on_signals
 
-    if not file.is_file():
-        raise InputError(f"cannot read {file}: no such file")
+    if not file.exists():
+        raise InputError(f"cannot read {file}: no such file or folder")
     with _client(config) as client:
-        size = file.stat().st_size
+        size = file.stat().st_size if file.is_file() else 0
         show = console.is_terminal and size >= PROGRESS_MIN_BYTES
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         with (
@@ -70,6 +74,7 @@ def import_command(
                     file,
                     task=task,
                     source=source,
+                    fmt=fmt,
                     progress=lambda done: progress.update(bar, completed=done),
                 )
             except Interrupted as exc:

@@ -11,25 +11,31 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from tuneloop.config import Config
+from tuneloop.curate.card import CARD_JSON, CARD_MD, card_data, render_card
+from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
 from tuneloop.curate.export import (
     EVAL_FILE,
     IDS_FILE,
+    PAIR_FILES,
     SPLIT_FILES,
     TRAIN_FILE,
     content_hash,
     dataset_stats,
     write_manifest,
+    write_pair_files,
     write_split_files,
 )
+from tuneloop.curate.pii import redaction_step, redactor_from_config
 from tuneloop.curate.select import Selection, Transform, select_examples
 from tuneloop.curate.split import split_examples
 from tuneloop.errors import InputError, StoreError
@@ -37,6 +43,7 @@ from tuneloop.store import Dataset, DatasetExample, Store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FORMAT = "openai-chat-jsonl"
+OPENAI_COUNT_MODEL = "gpt-4o-mini"
 
 
 def build_dataset(
@@ -47,6 +54,7 @@ def build_dataset(
     name: str | None = None,
     tokenizer: Any = None,
     transforms: Sequence[Transform] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Dataset:
     """Select → split → export → a new ``Dataset`` version (or the newest one if unchanged).
 
@@ -58,24 +66,60 @@ def build_dataset(
     name = name or task
     if not NAME_PATTERN.match(name):
         raise InputError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-'")
-    selection = select_examples(store, config.curate, task=task, transforms=transforms)
-    if not selection.examples:
+    curate = config.curate
+    redactions: Counter[str] = Counter()
+    steps = list(transforms)
+    if curate.pii.enabled:
+        steps.insert(0, redaction_step(redactor_from_config(curate.pii), redactions))
+    selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
+    examples = selection.examples
+    near = None
+    if curate.near_duplicates and len(examples) > 1:
+        near = remove_near_duplicates(
+            examples, threshold=curate.near_dup_threshold, permutations=curate.near_dup_permutations
+        )
+        examples = near.kept
+        if near.dropped:
+            selection.drop_reasons["near_duplicate"] += near.dropped
+    examples, capped = cap_categories(
+        examples, max_per_category=curate.max_per_category, balance=curate.balance_categories
+    )
+    if capped:
+        selection.drop_reasons["category_cap"] += sum(capped.values())
+    selection.examples = examples
+    if not examples:
         raise InputError(_empty_message(task, selection))
     train, held_out = split_examples(
-        selection.examples,
-        eval_fraction=config.curate.eval_fraction,
-        seed=config.curate.split_seed,
-        split_group=config.curate.split_group,
+        examples,
+        eval_fraction=curate.eval_fraction,
+        seed=curate.split_seed,
+        split_group=curate.split_group,
+        stratify=curate.stratify_by_category,
     )
     params = {
         "task": task,
-        **config.curate.model_dump(mode="json"),
-        "transforms": [getattr(t, "__name__", repr(t)) for t in transforms],
+        **curate.model_dump(mode="json"),
+        "transforms": [getattr(t, "__name__", repr(t)) for t in steps],
+    }
+    extra_stats = {
+        "redactions": {"enabled": curate.pii.enabled, "counts": dict(sorted(redactions.items()))},
+        "duplicates": {
+            "exact": selection.drop_reasons.get("duplicate", 0),
+            "near": near.dropped if near else 0,
+            "threshold": curate.near_dup_threshold if curate.near_duplicates else None,
+            "largest_cluster": near.largest_cluster if near else 1,
+        },
+        "category_caps": dict(sorted(capped.items())),
+        "preference_pairs": {
+            "train": sum(1 for e in train if e.rejected),
+            "eval": sum(1 for e in held_out if e.rejected),
+        },
     }
     root = config.artifacts_dir / "datasets" / name
     staging = root / f".staging-{uuid.uuid4().hex}"
     try:
         digest = write_split_files(staging, train, held_out)
+        write_pair_files(staging, train, held_out)
         stats = {
             "train_examples": len(train),
             "eval_examples": len(held_out),
@@ -88,13 +132,16 @@ def build_dataset(
                 tokenizer=tokenizer,
                 epochs=config.train.epochs,
                 max_length=config.train.max_length,
+                # Without a tokenizer, OpenAI's own encoding counts when tiktoken has it cached.
+                model=None if tokenizer is not None else OPENAI_COUNT_MODEL,
             ),
+            **extra_stats,
         }
-        latest = latest_dataset(store, name)
+        latest = latest_dataset(store, name, workspace=config.workspace)
         if latest is not None and latest.content_hash == digest:
             _restore_if_missing(latest, staging, params, stats)
             return latest
-        return _insert_version(
+        dataset = _insert_version(
             store,
             name,
             task,
@@ -107,7 +154,9 @@ def build_dataset(
                 "train": [e.interaction_id for e in train],
                 "eval": [e.interaction_id for e in held_out],
             },
+            config.workspace,
         )
+        return _absolute(dataset, config.workspace)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -123,19 +172,20 @@ def _insert_version(
     params: dict[str, Any],
     stats: dict[str, Any],
     ids: dict[str, list[str]],
+    workspace: Path,
 ) -> Dataset:
     try:
         with store.session() as session:
             current = session.scalar(select(func.max(Dataset.version)).where(Dataset.name == name))
             version = (current or 0) + 1
             final = root / f"v{version}"
-            write_manifest(staging, _manifest(name, version, task, digest, params, stats))
+            _write_manifest_and_card(staging, _manifest(name, version, task, digest, params, stats))
             dataset = Dataset(
                 name=name,
                 version=version,
                 task=task,
                 content_hash=digest,
-                path=str(final.resolve()),
+                path=stored_path(final, workspace),
                 params=params,
                 stats=stats,
                 examples=[
@@ -156,6 +206,15 @@ def _insert_version(
     return dataset
 
 
+def _write_manifest_and_card(directory: Path, manifest: dict[str, Any]) -> None:
+    write_manifest(directory, manifest)
+    card = card_data(manifest)
+    (directory / CARD_JSON).write_text(
+        json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (directory / CARD_MD).write_text(render_card(card), encoding="utf-8")
+
+
 def _manifest(
     name: str, version: int, task: str, digest: str, params: dict[str, Any], stats: dict[str, Any]
 ) -> dict[str, Any]:
@@ -165,7 +224,14 @@ def _manifest(
         "task": task,
         "format": FORMAT,
         "content_hash": digest,
-        "files": {"train": TRAIN_FILE, "eval": EVAL_FILE, "interaction_ids": IDS_FILE},
+        "files": {
+            "train": TRAIN_FILE,
+            "eval": EVAL_FILE,
+            "interaction_ids": IDS_FILE,
+            "pairs_train": PAIR_FILES["train"],
+            "pairs_eval": PAIR_FILES["eval"],
+            "card": CARD_MD,
+        },
         "filters": params,
         **stats,
     }
@@ -178,7 +244,7 @@ def _restore_if_missing(
     path = Path(dataset.path)
     if all((path / name).is_file() for name in (TRAIN_FILE, EVAL_FILE)):
         return
-    write_manifest(
+    _write_manifest_and_card(
         staging,
         _manifest(dataset.name, dataset.version, dataset.task, dataset.content_hash, params, stats),
     )
@@ -200,33 +266,69 @@ def _empty_message(task: str, selection: Selection) -> str:
     )
 
 
-def latest_dataset(store: Store, name: str) -> Dataset | None:
-    """The newest version of ``name``, with its examples loaded."""
+def stored_path(folder: Path, workspace: Path) -> str:
+    """A version folder as the store keeps it: relative to the workspace when inside it, so a
+    shared store never points at one machine's absolute paths."""
+    resolved = folder.resolve()
+    try:
+        return resolved.relative_to(workspace.resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _store_workspace(store: Store) -> Path | None:
+    """The workspace of a SQLite store at its default place (``<workspace>/tuneloop.db``)."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).parent
+    return None
+
+
+def _absolute(dataset: Dataset, workspace: Path | None) -> Dataset:
+    """The loaded row with its folder made absolute for this machine (not written back)."""
+    if not Path(dataset.path).is_absolute() and workspace is not None:
+        dataset.path = str((workspace / dataset.path).resolve())
+    return dataset
+
+
+def latest_dataset(store: Store, name: str, *, workspace: Path | None = None) -> Dataset | None:
+    """The newest version of ``name``, with its examples loaded.
+
+    ``workspace`` resolves the stored relative folder; without it, a SQLite store's own folder
+    is taken as the workspace (the default layout).
+    """
     with store.session() as session:
-        return session.scalar(
+        dataset = session.scalar(
             select(Dataset)
             .where(Dataset.name == name)
             .order_by(Dataset.version.desc())
             .limit(1)
             .options(selectinload(Dataset.examples))
         )
+    if dataset is None:
+        return None
+    return _absolute(dataset, workspace or _store_workspace(store))
 
 
-def list_datasets(store: Store, *, name: str | None = None) -> list[Dataset]:
+def list_datasets(
+    store: Store, *, name: str | None = None, workspace: Path | None = None
+) -> list[Dataset]:
     """Every dataset version (of ``name`` if given), by name then version."""
     query = select(Dataset).order_by(Dataset.name, Dataset.version)
     if name:
         query = query.where(Dataset.name == name)
     with store.session() as session:
-        return list(session.scalars(query))
+        datasets = list(session.scalars(query))
+    base = workspace or _store_workspace(store)
+    return [_absolute(dataset, base) for dataset in datasets]
 
 
-def resolve_dataset(store: Store, ref: str) -> Dataset:
+def resolve_dataset(store: Store, ref: str, *, workspace: Path | None = None) -> Dataset:
     """``name``, ``name@latest``, ``name@3`` or ``name@v3`` → that dataset version."""
     name, _, version_text = ref.partition("@")
     version_text = version_text.removeprefix("v")
     if version_text in ("", "latest"):
-        dataset = latest_dataset(store, name)
+        dataset = latest_dataset(store, name, workspace=workspace)
     elif version_text.isdigit():
         with store.session() as session:
             dataset = session.scalar(
@@ -240,7 +342,7 @@ def resolve_dataset(store: Store, ref: str) -> Dataset:
         known = sorted({d.label for d in list_datasets(store, name=name)})
         hint = f"; versions: {', '.join(known)}" if known else " (see `tuneloop dataset list`)"
         raise InputError(f"no dataset {ref!r}{hint}")
-    return dataset
+    return _absolute(dataset, workspace or _store_workspace(store))
 
 
 def load_split(
@@ -254,6 +356,11 @@ def load_split(
     if split not in SPLIT_FILES:
         raise InputError(f"split {split!r} must be one of {', '.join(SPLIT_FILES)}")
     directory = Path(dataset.path)
+    if not directory.is_absolute():
+        raise InputError(
+            f"dataset {dataset.label} is stored relative to its workspace ({dataset.path}); "
+            "look it up with the workspace (resolve_dataset(store, ref, workspace=...))"
+        )
     path = directory / SPLIT_FILES[split]
     if not path.is_file():
         raise InputError(

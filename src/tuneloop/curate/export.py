@@ -11,21 +11,21 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneloop.curate.pricing import estimate_training_cost
-from tuneloop.curate.select import Example, Message
+from tuneloop.curate.pricing import estimate_training_cost, openai_default_epochs
+from tuneloop.curate.select import Example
+from tuneloop.curate.tokens import TokenCounter
 
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
 MANIFEST_FILE = "manifest.json"
 IDS_FILE = "interaction_ids.json"
 SPLIT_FILES = {"train": TRAIN_FILE, "eval": EVAL_FILE}
-CHARS_PER_TOKEN = 4
-# Role markers and separators a chat template adds around each message, when counting per message.
-MESSAGE_OVERHEAD_TOKENS = 4
+# Preference pairs (OpenAI DPO lines) from corrected examples, one file per split.
+PAIR_FILES = {"train": "pairs_train.jsonl", "eval": "pairs_eval.jsonl"}
 
 
 def jsonl_line(record: dict[str, Any]) -> str:
@@ -45,6 +45,23 @@ def write_split_files(
     return content_hash(directory)
 
 
+def pair_record(example: Example) -> dict[str, Any]:
+    """A corrected example as an OpenAI DPO line: the user's version preferred to the model's."""
+    return {
+        "input": {"messages": example.prompt},
+        "preferred_output": [{"role": "assistant", "content": example.target}],
+        "non_preferred_output": [{"role": "assistant", "content": example.rejected or ""}],
+    }
+
+
+def write_pair_files(
+    directory: Path, train: Sequence[Example], held_out: Sequence[Example]
+) -> None:
+    for split, examples in (("train", train), ("eval", held_out)):
+        text = "".join(jsonl_line(pair_record(e)) for e in examples if e.rejected)
+        (directory / PAIR_FILES[split]).write_text(text, encoding="utf-8", newline="\n")
+
+
 def content_hash(directory: Path) -> str:
     """sha256 over the train and eval bytes (with file names, so a line moving splits counts)."""
     digest = hashlib.sha256()
@@ -60,47 +77,6 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST_FILE).write_text(text, encoding="utf-8", newline="\n")
 
 
-class TokenCounter:
-    """Counts an example's tokens with a tokenizer when given one, else estimates 4 chars/token.
-
-    A ``transformers`` tokenizer with a chat template counts the formatted conversation exactly;
-    otherwise (a callable ``text -> list`` or a tokenizer without a template) each message's
-    content is counted plus ``MESSAGE_OVERHEAD_TOKENS``.
-    """
-
-    def __init__(self, tokenizer: Any = None) -> None:
-        self.tokenizer = tokenizer
-        self._chat_template = tokenizer is not None and hasattr(tokenizer, "apply_chat_template")
-        self.method = "estimated (4 chars/token)" if tokenizer is None else "tokenizer"
-
-    @property
-    def estimated(self) -> bool:
-        return self.tokenizer is None
-
-    def count_text(self, text: str) -> int:
-        if self.tokenizer is None:
-            return math.ceil(len(text) / CHARS_PER_TOKEN)
-        if hasattr(self.tokenizer, "encode"):
-            return len(self.tokenizer.encode(text, add_special_tokens=False))
-        encode: Callable[[str], Sequence[Any]] = self.tokenizer
-        return len(encode(text))
-
-    def count_example(self, messages: list[Message]) -> int:
-        if self._chat_template:
-            try:
-                encoded = self.tokenizer.apply_chat_template(messages, tokenize=True)
-            except Exception:  # no chat template on this tokenizer: count per message from now on
-                self._chat_template = False
-            else:
-                ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
-                self.method = "tokenizer chat template"
-                return len(ids)
-        return sum(
-            self.count_text(str(message.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS
-            for message in messages
-        )
-
-
 def dataset_stats(
     train: Sequence[Example],
     held_out: Sequence[Example],
@@ -108,9 +84,11 @@ def dataset_stats(
     tokenizer: Any = None,
     epochs: int = 3,
     max_length: int | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Counts, token stats, coverage by category and source, and a training cost estimate."""
-    counter = TokenCounter(tokenizer)
+    """Counts, token stats and histogram, coverage by category, intent and source, and a
+    training cost estimate per provider (at ``epochs``, and at OpenAI's default epochs)."""
+    counter = TokenCounter(tokenizer, model=model)
     tokens = {
         "train": [counter.count_example(e.messages) for e in train],
         "eval": [counter.count_example(e.messages) for e in held_out],
@@ -118,6 +96,7 @@ def dataset_stats(
     token_stats: dict[str, Any] = {split: _summary(values) for split, values in tokens.items()}
     token_stats["method"] = counter.method
     token_stats["estimated"] = counter.estimated
+    token_stats["histogram"] = token_histogram([*tokens["train"], *tokens["eval"]])
     if max_length is not None:
         token_stats["max_length"] = max_length
         token_stats["over_max_length"] = sum(
@@ -131,13 +110,40 @@ def dataset_stats(
             "train": _counts(e.category for e in train),
             "eval": _counts(e.category for e in held_out),
         },
+        "coverage_by_intent": {
+            "train": _counts(_intent(e) for e in train),
+            "eval": _counts(_intent(e) for e in held_out),
+        },
         "sources": _counts(e.source for e in (*train, *held_out)),
         "cost_estimate": {
             "training_tokens": training_tokens,
             "epochs": epochs,
             "estimated_tokens": counter.estimated,
             "usd": estimate_training_cost(training_tokens, epochs),
+            "openai_default_epochs": openai_default_epochs(len(train)),
+            "usd_openai_default_epochs": estimate_training_cost(
+                training_tokens, openai_default_epochs(len(train))
+            ),
         },
+    }
+
+
+def _intent(example: Example) -> str:
+    intent = example.metadata.get("intent")
+    return str(intent) if intent is not None else "(none)"
+
+
+def token_histogram(values: Sequence[int]) -> dict[str, int]:
+    """Examples per token bucket, doubling from 64: ``{"<=64": 3, "65-128": 10, ...}``."""
+    buckets: Counter[int] = Counter()
+    for value in values:
+        upper = 64
+        while value > upper:
+            upper *= 2
+        buckets[upper] += 1
+    return {
+        ("<=64" if upper == 64 else f"{upper // 2 + 1}-{upper}"): buckets[upper]
+        for upper in sorted(buckets)
     }
 
 

@@ -18,12 +18,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneloop.curate.build import _store_workspace, _write_manifest_and_card
+from tuneloop.curate.card import CARD_JSON, CARD_MD
 from tuneloop.curate.export import (
-    EVAL_FILE,
     IDS_FILE,
     MANIFEST_FILE,
+    PAIR_FILES,
     SPLIT_FILES,
-    TRAIN_FILE,
     content_hash,
 )
 from tuneloop.store import Dataset, DatasetExample, ModelVersion, Store, utcnow
@@ -42,12 +43,17 @@ class DatasetPurge:
     models: list[str] = field(default_factory=list)  # task@vN trained on a purged version
 
 
-def purge_examples(store: Store, interaction_ids: Collection[str]) -> DatasetPurge:
+def purge_examples(
+    store: Store, interaction_ids: Collection[str], *, workspace: Path | None = None
+) -> DatasetPurge:
     """Rewrite every dataset version holding any of ``interaction_ids`` without them.
 
     Run it before the interactions are deleted (their memberships find the versions). Safe to
     run again after a crash: a version already rewritten has nothing left to drop.
+    ``workspace`` resolves version folders stored relative to it (default: the SQLite store's
+    folder).
     """
+    base = workspace or _store_workspace(store)
     report = DatasetPurge()
     ids = sorted(set(interaction_ids))
     dataset_ids: set[int] = set()
@@ -64,11 +70,14 @@ def purge_examples(store: Store, interaction_ids: Collection[str]) -> DatasetPur
     for dataset_id in sorted(dataset_ids):
         with store.session() as session:
             dataset = session.get_one(Dataset, dataset_id, with_for_update=True)
-            removed = _rewrite(Path(dataset.path), gone, report)
-            dataset.content_hash = content_hash(Path(dataset.path))
+            folder = Path(dataset.path)
+            if not folder.is_absolute() and base is not None:
+                folder = base / folder
+            removed = _rewrite(folder, gone, report)
+            dataset.content_hash = content_hash(folder)
             dataset.purged_at = utcnow()
             dataset.stats = _purged_stats(dataset.stats, removed)
-            _update_manifest(Path(dataset.path), dataset)
+            _update_manifest(folder, dataset)
             report.datasets.append(dataset.label)
             report.examples += sum(removed.values())
     report.models = _trained_on(store, dataset_ids)
@@ -76,7 +85,12 @@ def purge_examples(store: Store, interaction_ids: Collection[str]) -> DatasetPur
 
 
 def _rewrite(directory: Path, gone: set[str], report: DatasetPurge) -> dict[str, int]:
-    """Drop the lines of ``gone`` ids from each split file (and line-aligned derived files)."""
+    """Drop the examples of ``gone`` ids from every file of a version folder.
+
+    Derived files go first, then the split files, then the id list, so a run stopped half-way
+    and started again finds each file either untouched (same length as the id list: drop) or
+    done (shorter by exactly the dropped lines: leave).
+    """
     ids_path = directory / IDS_FILE
     if not ids_path.is_file():
         return {split: 0 for split in SPLIT_FILES}
@@ -85,39 +99,85 @@ def _rewrite(directory: Path, gone: set[str], report: DatasetPurge) -> dict[str,
         split: {index for index, value in enumerate(ids.get(split, [])) if value in gone}
         for split in SPLIT_FILES
     }
-    known = {IDS_FILE, MANIFEST_FILE, TRAIN_FILE, EVAL_FILE}
-    for split, name in SPLIT_FILES.items():
-        _drop_lines(directory / name, drop[split], report)
+    if not any(drop.values()):
+        return {split: 0 for split in SPLIT_FILES}
+    dropped_pairs = {
+        _pair_key(record)
+        for split, name in SPLIT_FILES.items()
+        for record in _records(directory / name, drop[split], len(ids.get(split, [])))
+    }
+    rewritten = {*SPLIT_FILES.values(), IDS_FILE, MANIFEST_FILE, CARD_JSON, CARD_MD}
     for path in sorted(directory.iterdir()):
-        if path.name in known or not path.is_file():
+        if path.name in rewritten or not path.is_file() or path.name.startswith("."):
             continue
-        split = next((s for s in SPLIT_FILES if path.name.startswith(s)), None)
-        if split is not None and path.suffix == ".jsonl" and _lines(path) == len(ids[split]):
-            _drop_lines(path, drop[split], report)  # another format, one line per example
+        aligned = next((s for s in SPLIT_FILES if path.name.startswith(s)), None)
+        if path.name in PAIR_FILES.values():
+            _drop_pairs(path, dropped_pairs, report)  # preference pairs: matched by content
+        elif aligned is not None and path.suffix == ".jsonl":
+            _drop_lines(path, drop[aligned], len(ids.get(aligned, [])), report)
         else:
             path.unlink()  # cannot tell which parts are whose: do not keep it
             report.removed_files.append(str(path))
+    for split, name in SPLIT_FILES.items():
+        _drop_lines(directory / name, drop[split], len(ids.get(split, [])), report)
     kept = {
         split: [value for index, value in enumerate(ids.get(split, [])) if index not in drop[split]]
         for split in SPLIT_FILES
     }
-    if any(drop.values()):
-        _replace(ids_path, json.dumps(kept, indent=1) + "\n")
-        report.files.append(str(ids_path))
+    _replace(ids_path, json.dumps(kept, indent=1) + "\n")
+    report.files.append(str(ids_path))
     return {split: len(indices) for split, indices in drop.items()}
 
 
-def _lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for _ in handle)
+def _lines(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(handle)
 
 
-def _drop_lines(path: Path, indices: set[int], report: DatasetPurge) -> None:
+def _records(path: Path, indices: set[int], expected: int) -> list[dict[str, Any]]:
+    """The records at ``indices`` of a split file not yet rewritten (none once it is)."""
+    if not indices or not path.is_file():
+        return []
+    lines = _lines(path)
+    if len(lines) != expected:
+        return []
+    return [json.loads(lines[index]) for index in sorted(indices)]
+
+
+def _pair_key(record: dict[str, Any]) -> str:
+    """Prompt and answer of a chat record (a split line) as one comparable string."""
+    messages = record.get("messages") or []
+    prompt, answer = messages[:-1], messages[-1].get("content") if messages else None
+    return json.dumps([prompt, answer], sort_keys=True, ensure_ascii=False)
+
+
+def _drop_pairs(path: Path, dropped: set[str], report: DatasetPurge) -> None:
+    lines = _lines(path)
+    kept = []
+    for line in lines:
+        record = json.loads(line) if line.strip() else {}
+        prompt = (record.get("input") or {}).get("messages") or []
+        preferred = record.get("preferred_output") or [{}]
+        key = json.dumps([prompt, preferred[0].get("content")], sort_keys=True, ensure_ascii=False)
+        if key not in dropped:
+            kept.append(line)
+    if len(kept) != len(lines):
+        _replace(path, "".join(kept))
+        report.files.append(str(path))
+
+
+def _drop_lines(path: Path, indices: set[int], expected: int, report: DatasetPurge) -> None:
+    """Drop lines by position from a file with one line per example of its split."""
     if not indices or not path.is_file():
         return
-    with path.open(encoding="utf-8", newline="") as handle:
-        kept = [line for index, line in enumerate(handle) if index not in indices]
-    _replace(path, "".join(kept))
+    lines = _lines(path)
+    if len(lines) == expected - len(indices):
+        return  # rewritten by an earlier run that stopped before the id list
+    if len(lines) != expected:
+        path.unlink()  # not one line per example: cannot tell which parts are whose
+        report.removed_files.append(str(path))
+        return
+    _replace(path, "".join(line for index, line in enumerate(lines) if index not in indices))
     report.files.append(str(path))
 
 
@@ -149,6 +209,7 @@ def _purged_stats(stats: dict[str, Any], removed: dict[str, int]) -> dict[str, A
 
 
 def _update_manifest(directory: Path, dataset: Dataset) -> None:
+    """The manifest and the card follow the new counts, hash and purge mark."""
     path = directory / MANIFEST_FILE
     if not path.is_file():
         return
@@ -156,7 +217,7 @@ def _update_manifest(directory: Path, dataset: Dataset) -> None:
     manifest.update(dataset.stats)
     manifest["content_hash"] = dataset.content_hash
     manifest["purged_at"] = dataset.purged_at.isoformat() if dataset.purged_at else None
-    _replace(path, json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    _write_manifest_and_card(directory, manifest)
 
 
 def _trained_on(store: Store, dataset_ids: set[int]) -> list[str]:

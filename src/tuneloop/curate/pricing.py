@@ -36,3 +36,23 @@ def estimate_training_cost(training_tokens: int, epochs: int) -> dict[str, float
         price.target: round(billed / 1_000_000 * price.usd_per_1m_tokens, 4)
         for price in TRAINING_PRICES
     }
+
+
+# OpenAI's rule for the epochs of a fine-tuning job left at "auto" (its data-preparation guide):
+# aim for 3 epochs, but see at least 100 and at most 25,000 examples in total, within 1-25 epochs.
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25_000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+
+
+def openai_default_epochs(train_examples: int) -> int:
+    """The epochs OpenAI picks for ``train_examples`` when none are given."""
+    if train_examples <= 0:
+        return TARGET_EPOCHS
+    if train_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // train_examples)
+    if train_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // train_examples)
+    return TARGET_EPOCHS

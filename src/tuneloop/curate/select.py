@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tuneloop.config import CurateConfig
 from tuneloop.curate.validate import validate_example
@@ -25,6 +25,20 @@ Message = dict[str, Any]
 # Keys of a chat message that the fine-tuning formats accept; anything else is capture metadata.
 MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "weight")
 UNCATEGORISED = "(none)"
+STREAM_BATCH = 2000
+# The columns curation reads, streamed in batches (never whole ORM objects of the whole table).
+STREAM_COLUMNS = (
+    Interaction.id,
+    Interaction.task,
+    Interaction.source,
+    Interaction.messages,
+    Interaction.response,
+    Interaction.metadata_.label("metadata_"),
+    Interaction.reward,
+    Interaction.quality,
+    Interaction.valid_json,
+    Interaction.corrected_response,
+)
 
 # Stable keys of the drop counter, with what each means and which knob relaxes it.
 DROP_REASONS: dict[str, tuple[str, str]] = {
@@ -45,6 +59,9 @@ class Example:
     category: str = UNCATEGORISED
     source: str = "app"
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    reward: float | None = None
+    # The model's own answer when the user corrected it: the non-preferred side of a DPO pair.
+    rejected: str | None = None
 
     @property
     def prompt(self) -> list[Message]:
@@ -109,6 +126,7 @@ def select_examples(
     *,
     task: str,
     transforms: Sequence[Transform] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Selection:
     """Candidates of ``task`` that pass the reward/quality filters, valid and deduplicated.
 
@@ -119,36 +137,45 @@ def select_examples(
     ``response``, which must not be broken JSON (``valid_json`` False, set by capture).
     """
     drops: Counter[str] = Counter()
-    candidates: list[Example] = []
+    kept: dict[str, Example] = {}
+    candidates = 0
+    query = (
+        select(*STREAM_COLUMNS)
+        .where(Interaction.task == task)
+        .order_by(Interaction.created_at, Interaction.id)
+        .execution_options(yield_per=STREAM_BATCH)
+    )
     with store.session() as session:
-        rows = session.scalars(
-            select(Interaction)
-            .where(Interaction.task == task)
-            .order_by(Interaction.created_at, Interaction.id)
-        ).all()
-        for row in rows:
+        for row in session.execute(query):
+            candidates += 1
+            if progress is not None and candidates % STREAM_BATCH == 0:
+                progress(candidates)
             reason = filter_reason(row, config)
             if reason:
                 drops[reason] += 1
-            else:
-                candidates.append(example_from_interaction(row))
-
-    kept: dict[str, Example] = {}
-    for candidate in candidates:
-        example = _apply(transforms, candidate, drops)
-        if example is None:
-            continue
-        problems = validate_example(example.record())
-        if problems:
-            drops[f"invalid: {problems[0]}"] += 1
-            continue
-        key = example.key
-        if key in kept:
-            drops["duplicate"] += 1
-            continue
-        kept[key] = example
+                continue
+            example = _apply(transforms, example_from_interaction(row), drops)
+            if example is None:
+                continue
+            problems = validate_example(example.record())
+            if problems:
+                drops[f"invalid: {problems[0]}"] += 1
+                continue
+            key = example.key
+            if key in kept:
+                drops["duplicate"] += 1
+                if _reward(example) > _reward(kept[key]):  # keep the best-rewarded copy
+                    kept[key] = example
+                continue
+            kept[key] = example
+    if progress is not None:
+        progress(candidates)
     examples = [kept[key] for key in sorted(kept)]
-    return Selection(examples=examples, candidates=len(rows), drop_reasons=drops)
+    return Selection(examples=examples, candidates=candidates, drop_reasons=drops)
+
+
+def _reward(example: Example) -> float:
+    return example.reward if example.reward is not None else float("-inf")
 
 
 def _apply(
@@ -164,7 +191,7 @@ def _apply(
     return example
 
 
-def filter_reason(row: Interaction, config: CurateConfig) -> str | None:
+def filter_reason(row: Any, config: CurateConfig) -> str | None:
     """Why the filters drop this interaction (a ``DROP_REASONS`` key), or None to keep it.
 
     "Rated" means it has feedback, i.e. a reward: capture sets ``quality`` on every row (valid
@@ -183,11 +210,11 @@ def filter_reason(row: Interaction, config: CurateConfig) -> str | None:
     return None
 
 
-def _has_correction(row: Interaction) -> bool:
+def _has_correction(row: Any) -> bool:
     return row.corrected_response is not None and bool(row.corrected_response.strip())
 
 
-def example_from_interaction(row: Interaction) -> Example:
+def example_from_interaction(row: Any) -> Example:
     """Prompt messages + the target as the last assistant message.
 
     The coverage category is ``metadata.category``, else ``metadata.intent``, else the task.
@@ -198,8 +225,15 @@ def example_from_interaction(row: Interaction) -> Example:
     messages.append({"role": "assistant", "content": target})
     metadata = row.metadata_ if isinstance(row.metadata_, dict) else {}
     category = metadata.get("category") or metadata.get("intent") or row.task
+    corrected = _has_correction(row)
     return Example(
-        row.id, messages, category=str(category), source=row.source, metadata=dict(metadata)
+        row.id,
+        messages,
+        category=str(category),
+        source=row.source,
+        metadata=dict(metadata),
+        reward=row.reward,
+        rejected=row.response if corrected and row.response != target else None,
     )
 
 
@@ -225,3 +259,14 @@ def _normalize(messages: list[Message]) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def count_candidates(store: Store, task: str) -> int:
+    """How many interactions ``task`` has (a progress bar's total)."""
+    with store.session() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(Interaction).where(Interaction.task == task)
+            )
+            or 0
+        )

@@ -10,6 +10,8 @@ Examples are joined into groups that must not straddle the split:
 
 Each group goes to one side by hashing ``split_seed`` with the group's smallest key (instead of
 shuffling), so a group keeps its side across dataset versions unless new data joins it to another.
+The split is stratified by category: a category with two or more groups always has one on each
+side (see ``_stratify``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,12 @@ class _Groups:
 
 
 def split_examples(
-    examples: Sequence[E], *, eval_fraction: float, seed: str, split_group: str = ANSWER
+    examples: Sequence[E],
+    *,
+    eval_fraction: float,
+    seed: str,
+    split_group: str = ANSWER,
+    stratify: bool = True,
 ) -> tuple[list[E], list[E]]:
     """``(train, eval)`` in the input order; no prompt, answer or group key is in both.
 
@@ -106,6 +113,39 @@ def split_examples(
             eval_groups.add(min(train_groups, key=lambda g: (scores[g], g)))
         elif not train_groups:
             eval_groups.discard(max(eval_groups, key=lambda g: (scores[g], g)))
+    if stratify and eval_fraction > 0:
+        _stratify(examples, names, scores, eval_groups)
     train = [example for example in examples if names[id(example)] not in eval_groups]
     held_out = [example for example in examples if names[id(example)] in eval_groups]
     return train, held_out
+
+
+def _stratify(
+    examples: Sequence[Example],
+    names: dict[int, str],
+    scores: dict[str, float],
+    eval_groups: set[str],
+) -> None:
+    """Every category with two or more groups gets at least one on each side.
+
+    The hash decides as before; only a category left entirely on one side moves the group
+    closest to the other side, so sides stay stable as data grows (a move happens only while a
+    category is tiny) and a rare category is never missing from evaluation.
+    """
+    category_groups: dict[str, set[str]] = {}
+    group_category: dict[str, str] = {}
+    for example in examples:
+        group = names[id(example)]
+        current = group_category.get(group)
+        if current is None or example.category < current:
+            group_category[group] = example.category
+    for group, category in group_category.items():
+        category_groups.setdefault(category, set()).add(group)
+    for groups in category_groups.values():
+        if len(groups) < 2:
+            continue
+        held = groups & eval_groups
+        if not held:
+            eval_groups.add(min(groups, key=lambda g: (scores[g], g)))
+        elif held == groups:
+            eval_groups.discard(max(groups, key=lambda g: (scores[g], g)))

@@ -1,9 +1,20 @@
 """Evaluate: run any provider over a dataset split, score the outputs, compare the runs.
 
-LLM judges, trait scoring and Elo comparisons plug in as more per-example scores next to
-``metrics.score_output`` and more aggregates in ``runner.aggregate``.
+Built-in scores (``metrics.score_output``) sit beside user metrics (``MetricFn`` callables or
+``module:function`` specs); every run-level mean carries a bootstrap 95 % interval and can be
+broken down by a metadata key (``stats``).
 """
 
+from tuneloop.evaluate.gates import check_gate
+from tuneloop.evaluate.judges import (
+    JudgeCache,
+    JudgeError,
+    PairwiseJudge,
+    RubricJudge,
+    Trait,
+    Verdict,
+    reference_judge,
+)
 from tuneloop.evaluate.metrics import (
     exact_match,
     parse_json_output,
@@ -14,21 +25,87 @@ from tuneloop.evaluate.metrics import (
     valid_json,
 )
 from tuneloop.evaluate.plots import save_comparison_plot
-from tuneloop.evaluate.report import comparison_dict, comparison_table
-from tuneloop.evaluate.runner import aggregate, evaluate_provider, split_reference
+from tuneloop.evaluate.ratings import (
+    Battle,
+    Rating,
+    battle,
+    bootstrap_bradley_terry,
+    bradley_terry,
+    interval_ranks,
+    leaderboard,
+    online_elo,
+    read_battles,
+    score_battles,
+    write_battles,
+)
+from tuneloop.evaluate.report import (
+    breakdown_table,
+    comparison_dict,
+    comparison_table,
+    leaderboard_markdown,
+    leaderboard_table,
+    run_errors,
+)
+from tuneloop.evaluate.runner import (
+    MetricFn,
+    Score,
+    aggregate,
+    attach_metadata,
+    evaluate_provider,
+    percentile,
+    resolve_metrics,
+    split_reference,
+)
+from tuneloop.evaluate.stats import Estimate, bootstrap_mean, breakdown, group_value
+from tuneloop.evaluate.suite import latest_result, load_suite, run_suite
 
 __all__ = [
+    "Battle",
+    "Estimate",
+    "JudgeCache",
+    "JudgeError",
+    "MetricFn",
+    "PairwiseJudge",
+    "Rating",
+    "RubricJudge",
+    "Score",
+    "Trait",
+    "Verdict",
     "aggregate",
+    "attach_metadata",
+    "battle",
+    "bootstrap_bradley_terry",
+    "bootstrap_mean",
+    "bradley_terry",
+    "breakdown",
+    "breakdown_table",
+    "check_gate",
     "comparison_dict",
     "comparison_table",
     "evaluate_provider",
     "exact_match",
+    "group_value",
+    "interval_ranks",
+    "latest_result",
+    "leaderboard",
+    "leaderboard_markdown",
+    "leaderboard_table",
+    "load_suite",
+    "online_elo",
     "parse_json_output",
+    "percentile",
+    "read_battles",
+    "reference_judge",
+    "resolve_metrics",
+    "run_errors",
+    "run_suite",
     "save_comparison_plot",
+    "score_battles",
     "score_output",
     "split_reference",
     "structural_similarity",
     "text_similarity",
     "tree_similarity",
     "valid_json",
+    "write_battles",
 ]

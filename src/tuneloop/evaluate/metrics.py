@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from tuneloop.jsontext import parse_json
@@ -181,3 +181,73 @@ def _features(root: Any) -> tuple[Counter[Any], Counter[Any], Counter[Any]]:
         elif path:
             values[(path, _canonical(node))] += 1
     return paths, keys, values
+
+
+def schema_metric(schema: Mapping[str, Any]) -> Callable[[str, str | None, Any], float]:
+    """A metric: 1.0 when the output is JSON that validates against ``schema``, else 0.0.
+
+    The schema itself is checked first, so a broken schema is an error, not a 0 % score.
+    """
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+    validator = validator_class(schema)
+
+    def schema_valid(output: str, reference: str | None, example: Any) -> float:
+        ok, value = _parse(output)
+        return 1.0 if ok and validator.is_valid(value) else 0.0
+
+    return schema_valid
+
+
+def field_metric(fields: Sequence[str] = ()) -> Callable[[str, str | None, Any], float | None]:
+    """A metric: the share of fields whose value in the output equals the reference's.
+
+    ``fields`` are paths (``a/b/0`` walks objects and arrays); empty means every top-level key
+    of the reference object. None when the reference is not a JSON object; a field missing
+    from the output counts as wrong.
+    """
+
+    def field_accuracy(output: str, reference: str | None, example: Any) -> float | None:
+        if reference is None:
+            return None
+        ref_ok, ref_value = _parse(reference)
+        if not ref_ok or not isinstance(ref_value, dict):
+            return None
+        out_ok, out_value = _parse(output)
+        paths = list(fields) or sorted(ref_value)
+        if not paths:
+            return None
+        right = 0
+        for path in paths:
+            expected = _walk(ref_value, path)
+            got = _walk(out_value, path) if out_ok else _MISSING
+            if expected is not _MISSING and got is not _MISSING:
+                right += _canonical(got) == _canonical(expected)
+        return round(right / len(paths), 6)
+
+    return field_accuracy
+
+
+def text_metric(output: str, reference: str | None, example: Any) -> float | None:
+    """``text_similarity`` as a metric (token F1 on any output, JSON or not)."""
+    return None if reference is None else text_similarity(output, reference)
+
+
+_MISSING = object()
+
+
+def _walk(value: Any, path: str) -> Any:
+    node = value
+    for part in path.split("/"):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -252,7 +253,17 @@ class ModelVersion(Base):
     stage: Mapped[str] = mapped_column(String(20), default="candidate")
     traffic_percent: Mapped[float] = mapped_column(Float, default=0.0)
 
-    __table_args__ = (UniqueConstraint("task", "version"),)
+    __table_args__ = (
+        UniqueConstraint("task", "version"),
+        # at most one production version per task, whatever the writers do concurrently
+        Index(
+            "uq_model_versions_task_production",
+            "task",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+    )
 
     @property
     def name(self) -> str:
@@ -273,6 +284,10 @@ class EvalRun(Base):
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
     split: Mapped[str] = mapped_column(String(20), default="eval")
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # running while examples are still being answered; an interrupted run resumes from its
+    # stored results when the same suite, model and examples are run again
+    status: Mapped[str] = mapped_column(String(20), default="complete", server_default="complete")
+    resume_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
     results: Mapped[list[EvalResult]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="EvalResult.id"
@@ -293,5 +308,51 @@ class EvalResult(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    example_index: Mapped[int | None] = mapped_column(Integer)
 
     run: Mapped[EvalRun] = relationship(back_populates="results")
+
+
+class JudgeAnswer(Base):
+    """A judge model's answer to one request, so a re-run of the same judging costs nothing."""
+
+    __tablename__ = "judge_answers"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # hash of judge + request
+    judge: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))  # rubric | pairwise
+    answer: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StageChange(Base):
+    """The audit log of the registry: every stage change, who made it, why, on what evidence."""
+
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    task: Mapped[str] = mapped_column(String(200), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    from_stage: Mapped[str] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    traffic_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    eval_run_id: Mapped[int | None] = mapped_column(ForeignKey("eval_runs.id"))
+
+
+class GatewayKey(Base):
+    """A client API key of the gateway: only its hash is stored, with the tenants and tasks it
+    may use (empty lists: any)."""
+
+    __tablename__ = "gateway_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown by `keys list` to recognise a key
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenants: Mapped[list[Any]] = mapped_column(default=list)
+    tasks: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one gateway app, in the app's own registry (no process-global state).
+
+Labels are task, model, route and reason names, never tenants' data or keys.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    """Counters and histograms the gateway updates and ``/metrics`` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "tuneloop_gateway_requests",
+            "Chat completion requests answered",
+            ["task", "model", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tuneloop_gateway_request_seconds",
+            "Wall time of chat completion requests",
+            ["task", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "tuneloop_gateway_upstream_seconds",
+            "Wall time of successful provider calls",
+            ["task", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "tuneloop_gateway_fallbacks",
+            "Providers given up on during a call, by reason",
+            ["task", "model", "reason"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "tuneloop_gateway_tokens",
+            "Tokens of answered calls",
+            ["task", "model", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "tuneloop_gateway_cost_usd",
+            "Provider cost of answered calls",
+            ["task", "model"],
+            registry=r,
+        )
+        self.log_queue = Gauge(
+            "tuneloop_gateway_log_queue_depth",
+            "Calls waiting to be written to the store",
+            registry=r,
+        )
+        self.logged = Counter(
+            "tuneloop_gateway_logged_calls", "Calls written to the store", registry=r
+        )
+        self.spilled = Counter(
+            "tuneloop_gateway_spilled_calls",
+            "Calls kept in the spill file while the store was down",
+            registry=r,
+        )
+        self.not_stored = Counter(
+            "tuneloop_gateway_unstored_calls",
+            "Calls served but not stored (opted-out tenants)",
+            registry=r,
+        )
+        self.shadow_queue = Gauge(
+            "tuneloop_gateway_shadow_queue_depth", "Shadow calls waiting", registry=r
+        )
+        self.shadow = Counter(
+            "tuneloop_gateway_shadow_calls",
+            "Shadow calls by outcome",
+            ["task", "model", "outcome"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""The one place the gateway calls providers.
+
+A route is a fallback chain of the providers package (``FallbackChain``: members in order, a
+circuit breaker per member, the trail of what was tried). Each member is a :class:`Checked`
+provider: the real provider with the gateway's per-call deadline and the task's answer checks,
+so a late answer, prose where JSON was due, a schema failure or a validator's veto make the
+chain move on exactly like a 5xx does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+
+from tuneloop.gateway.routing import AnswerRejected, AnswerRules, Target, check_answer
+from tuneloop.providers import (
+    BaseProvider,
+    BreakerSettings,
+    Completion,
+    FallbackChain,
+    InvalidOutput,
+    Message,
+    Provider,
+    ProviderTimeout,
+    RequestOptions,
+    build_provider,
+)
+from tuneloop.store import Store
+
+RulesFor = Callable[[str, RequestOptions], AnswerRules]  # (task, options) → rules
+
+
+class Checked(BaseProvider):
+    """A chain member: builds its provider on first use (a build failure is a failed call, so
+    the chain falls back), bounds each call by ``timeout_s``, and checks the answer."""
+
+    def __init__(
+        self,
+        target: Target,
+        task: str,
+        rules: RulesFor,
+        timeout_s: float,
+        build: Callable[[str], Provider],
+    ) -> None:
+        self.name = target.name
+        self.target = target
+        self.task = task
+        self.rules = rules
+        self.timeout_s = timeout_s
+        self._build = build
+
+    def _provider(self) -> Provider:
+        return self._build(self.target.spec)
+
+    def _checked(self, completion: Completion, options: RequestOptions) -> Completion:
+        try:
+            text = check_answer(self.task, completion.text, self.rules(self.task, options))
+        except AnswerRejected as exc:
+            raise InvalidOutput(
+                f"{self.name}: {exc.detail}", reason=exc.reason, completion=completion
+            ) from None
+        return completion if text == completion.text else completion.replace(text=text)
+
+    def _deadline(self, options: RequestOptions) -> float:
+        return min(self.timeout_s, options.timeout_s or self.timeout_s)
+
+    async def _acomplete(self, messages: list[Message], options: RequestOptions) -> Completion:
+        seconds = self._deadline(options)
+        provider = self._provider()
+        try:
+            completion = await asyncio.wait_for(
+                provider.acomplete(messages, options=options.with_overrides(timeout_s=seconds)),
+                seconds,
+            )
+        except TimeoutError:
+            raise ProviderTimeout(f"{self.name}: no answer within {seconds:g} s") from None
+        return self._checked(completion, options)
+
+    def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
+        seconds = self._deadline(options)
+        completion = self._provider().complete(
+            messages, options=options.with_overrides(timeout_s=seconds)
+        )
+        return self._checked(completion, options)
+
+
+class Upstream:
+    """Providers by spec and chains by route, built once and shared by every request."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        timeout_s: float,
+        breaker: BreakerSettings,
+        device: str = "auto",
+    ) -> None:
+        self.store = store
+        self.timeout_s = timeout_s
+        self.breaker = breaker
+        self.device = device
+        self._providers: dict[str, Provider] = {}
+        self._chains: dict[tuple[str, tuple[str, ...]], FallbackChain] = {}
+        self._lock = threading.Lock()
+
+    def provider(self, spec: str) -> Provider:
+        """The provider of a spec, built once (a ``ProviderError`` naming it when it cannot)."""
+        found = self._providers.get(spec)
+        if found is not None:
+            return found
+        with self._lock:
+            if spec not in self._providers:
+                self._providers[spec] = build_provider(spec, store=self.store, device=self.device)
+            return self._providers[spec]
+
+    def chain(self, task: str, targets: Sequence[Target], rules: RulesFor) -> FallbackChain:
+        """The chain of a route: its breakers persist across calls, so a failing member is
+        skipped for a while (the chain's cooldown) instead of being waited for on every call."""
+        key = (task, tuple(target.spec for target in targets))
+        found = self._chains.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            if key not in self._chains:
+                members = [
+                    Checked(target, task, rules, self.timeout_s, self.provider)
+                    for target in targets
+                ]
+                self._chains[key] = FallbackChain(
+                    members, name=f"route:{task}", breaker=self.breaker
+                )
+            return self._chains[key]
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop providers and chains of versions no longer routed (a replaced version)."""
+        with self._lock:
+            for spec in [
+                spec
+                for spec in self._providers
+                if spec.startswith("registry:") and spec not in keep
+            ]:
+                del self._providers[spec]
+            for key in [key for key in self._chains if not set(key[1]) <= keep]:
+                del self._chains[key]
