@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import typer
+from pydantic import BaseModel
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -27,7 +28,17 @@ def _options(*path: str) -> set[str]:
 )
 def test_every_config_key_is_an_option(path: tuple[str, ...], model: type) -> None:
     options = _options(*path)
-    for name in model.model_fields:
+
+    def names(model: type, prefix: str = "") -> list[str]:
+        found = []
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                found.extend(names(field.annotation, f"{prefix}{name}_"))
+            else:
+                found.append(prefix + name)
+        return found
+
+    for name in names(model):
         assert "--" + name.replace("_", "-") in options, name
     assert "--set" in options
 

@@ -47,28 +47,40 @@ def _help(section: str, name: str, field: FieldInfo, extra: str) -> str:
 
 
 def _section_parameters(
-    section: str, model: type[BaseModel], exclude: frozenset[str]
+    section: str, model: type[BaseModel], exclude: frozenset[str], prefix: str = ""
 ) -> dict[str, tuple[inspect.Parameter, str, bool]]:
-    """Generated parameters by Python name → (parameter, dotted config key, is a list)."""
+    """Generated parameters by Python name → (parameter, dotted config key, is a list).
+
+    A nested model (``curate.pii``) gives prefixed options (``--pii-emails``).
+    """
     generated: dict[str, tuple[inspect.Parameter, str, bool]] = {}
-    for name, field in model.model_fields.items():
+    for field_name, field in model.model_fields.items():
+        name = prefix + field_name
         if name in exclude:
             continue
-        option = _option_type(field.annotation)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            generated.update(
+                _section_parameters(f"{section}.{field_name}", annotation, exclude, f"{name}_")
+            )
+            continue
+        option = _option_type(annotation)
         if option is None:
             continue
         kind, extra = option
         flag = "--" + name.replace("_", "-")
         decls = (f"{flag}/--no-{flag[2:]}",) if kind is bool else (flag,)
-        info = typer.Option(*decls, help=_help(section, name, field, extra), show_default=False)
+        info = typer.Option(
+            *decls, help=_help(section, field_name, field, extra), show_default=False
+        )
         parameter = inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
             default=None,
             annotation=Annotated[kind | None, info],
         )
-        is_list = typing.get_origin(field.annotation) is list
-        generated[name] = (parameter, f"{section}.{name}", is_list)
+        is_list = typing.get_origin(annotation) is list
+        generated[name] = (parameter, f"{section}.{field_name}", is_list)
     return generated
 
 
