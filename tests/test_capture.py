@@ -402,7 +402,7 @@ def test_opt_out_deletes_and_stops_collection(client: Tuneloop) -> None:
     ours = client.log(PROMPT, ANSWER, tenant="other")
     assert theirs and ours
     client.thumbs_up(theirs)
-    assert client.opt_out("acme", reason="GDPR request") == 2
+    assert client.opt_out("acme", reason="GDPR request").interactions == 2
     assert count(client) == 1 and count(client, Feedback) == 0
     assert client.log(PROMPT, ANSWER, tenant="acme") is None
     assert count(client) == 1

@@ -8,11 +8,16 @@ holds a key, and a secret-looking key with a value in the file is refused.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import tomllib
+import types
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -21,6 +26,8 @@ from tuneloop.formats import DEFAULT_PROMPT, DEFAULT_SYSTEM
 
 CONFIG_FILENAME = "tuneloop.toml"
 ENV_PREFIX = "TUNELOOP_"
+NOT_CONFIG_VARIABLES = frozenset({"TUNELOOP_CONFIG"})  # read by tuneloop, but not config keys
+URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 BUILTIN_BASE_MODEL = "builtin:tiny"
 SECRET_KEY_NAMES = ("api_key", "apikey", "secret", "password", "token")
 
@@ -429,17 +436,23 @@ def load_config(
         data = _read_toml(config_path)
         base_dir = config_path.resolve().parent
         _refuse_secrets(data, config_path)
+        _refuse_url_password(data, config_path)
         for key_path in _leaf_paths(data):
             origins[key_path] = str(config_path)
     elif explicit:
         raise ConfigError(f"config file {config_path} does not exist (run `tuneloop init`)")
 
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "TUNELOOP_CONFIG":
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_VARIABLES:
             continue
         key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-        _set_path(data, key_path, _parse_env_value(raw))
-        origins[key_path] = f"environment variable {name}"
+        annotation = _annotation_at(key_path)
+        if annotation is _UNKNOWN:
+            warnings.warn(_unknown_variable(name), ConfigWarning, stacklevel=2)
+            continue
+        value, read_as = _parse_env_value(name, raw, annotation)
+        _set_path(data, key_path, value)
+        origins[key_path] = f"environment variable {name}{read_as}"
     for dotted, value in (overrides or {}).items():
         key_path = tuple(dotted.split("."))
         _set_path(data, key_path, value)
@@ -513,6 +526,22 @@ def _refuse_secrets(data: dict[str, Any], path: Path, prefix: str = "") -> None:
             )
 
 
+def _refuse_url_password(data: dict[str, Any], path: Path) -> None:
+    store = data.get("store")
+    url = store.get("url") if isinstance(store, dict) else None
+    if isinstance(url, str):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            raise ConfigError(
+                f"{path}: store.url contains a password; secrets are read only from environment "
+                "variables: set TUNELOOP_STORE__URL instead (or use a password file such as "
+                "~/.pgpass) and remove it from the file"
+            )
+
+
 def _looks_secret(key: str) -> bool:
     name = key.lower()
     return any(name == word or name.endswith(f"_{word}") for word in SECRET_KEY_NAMES)
@@ -539,15 +568,93 @@ def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> No
     node[key_path[-1]] = value
 
 
-def _parse_env_value(raw: str) -> Any:
-    """Env values are strings; JSON lists/objects (``["a","b"]``) are decoded for list keys."""
+class ConfigWarning(UserWarning):
+    """Something in the environment looks meant for tuneloop but is not used (the CLI prints it)."""
+
+
+_UNKNOWN = object()  # _annotation_at: the path names no config key
+_ANY = object()  # _annotation_at: inside a free-form table (headers, body): any key goes
+
+
+def _annotation_at(key_path: tuple[str, ...]) -> Any:
+    """The type of the config key at ``key_path``; ``_UNKNOWN`` when there is no such key."""
+    node: Any = Config
+    for part in key_path:
+        model = _model_in(node)
+        if model is not None:
+            field = model.model_fields.get(part)
+            if field is None:
+                return _UNKNOWN
+            node = field.annotation
+        elif get_origin(_strip_optional(node)) is dict:
+            node = get_args(_strip_optional(node))[1]  # a table of named entries: any name
+        else:
+            return _ANY if node is Any else _UNKNOWN  # a scalar has no keys below it
+    return node
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    annotation = _strip_optional(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _env_names(node: Any = None, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every environment variable name that sets a key (tables of named entries excluded)."""
+    model = _model_in(Config if node is None else node)
+    if model is None:
+        return [ENV_PREFIX + "__".join(part.upper() for part in prefix)] if prefix else []
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        names.extend(_env_names(field.annotation, (*prefix, name)))
+    return names
+
+
+def _unknown_variable(name: str) -> str:
+    close = difflib.get_close_matches(name, _env_names(), n=1, cutoff=0.5)
+    hint = f"; the closest is {close[0]}" if close else ""
+    return f"environment variable {name} is not a tuneloop config key{hint}; it is ignored"
+
+
+def _is_list(annotation: Any) -> bool:
+    return get_origin(_strip_optional(annotation)) in (list, tuple)
+
+
+def _parse_env_value(name: str, raw: str, annotation: Any) -> tuple[Any, str]:
+    """An environment value and how it was read: lists take JSON (``["a","b"]``) or commas
+    (``a,b``); other keys take the text, or JSON for a table."""
     stripped = raw.strip()
-    if stripped[:1] in "[{":
+    if _is_list(annotation):
+        if stripped.startswith("["):
+            try:
+                return json.loads(stripped), " (read as a JSON list)"
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"environment variable {name} starts with '[' but is not a JSON list "
+                    f'({exc.msg} at column {exc.colno}); give JSON such as ["a", "b"] '
+                    "or a comma-separated list such as a,b"
+                ) from None
+        items = [item.strip() for item in stripped.split(",") if item.strip()]
+        return items, " (read as a comma-separated list)"
+    if stripped[:1] == "{":
         try:
-            return json.loads(stripped)
+            return json.loads(stripped), " (read as JSON)"
         except json.JSONDecodeError:
-            return raw
-    return raw
+            return raw, ""
+    return raw, ""
+
+
+def redact_url(text: str) -> str:
+    """The text with the password of any ``scheme://user:password@host`` URL in it masked."""
+    return URL_PASSWORD.sub(r"\1***@", text)
 
 
 def _describe_validation_error(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> str:
@@ -564,8 +671,8 @@ def _describe_validation_error(exc: ValidationError, origins: dict[tuple[str, ..
                 f"  {dotted} (from {origin}): unknown key; allowed here: {', '.join(allowed)}"
             )
             continue
-        value = error.get("input")
-        lines.append(f"  {dotted} = {value!r} (from {origin}): {error['msg']}")
+        value = redact_url(repr(error.get("input")))
+        lines.append(f"  {dotted} = {value} (from {origin}): {error['msg']}")
     return "\n".join(lines)
 
 

@@ -25,3 +25,16 @@ class ProviderError(TuneloopError):
 
 class TrainingError(TuneloopError):
     """A training job cannot start or failed."""
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGTERM, SIGINT) or its job was cancelled.
+
+    A BaseException, like Ctrl-C's KeyboardInterrupt, so no ``except Exception`` in a training
+    loop or a provider swallows it; the CLI prints its message on one line and exits with
+    128 + the signal number (1 for a cancel request).
+    """
+
+    def __init__(self, message: str, *, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number

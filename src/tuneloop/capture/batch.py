@@ -145,12 +145,12 @@ class Batch:
         )
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
-            found = self.session.execute(
+            stored = self.session.execute(
                 select(Interaction.idempotency_key, Interaction.id).where(
                     Interaction.idempotency_key.in_(chunk)
                 )
             )
-            self._keys.update({key: interaction_id for key, interaction_id in found if key})
+            self._keys.update({key: interaction_id for key, interaction_id in stored if key})
             self._known_keys.update(chunk)
         live = [
             row
@@ -208,9 +208,9 @@ class Batch:
                 .with_for_update(of=Interaction)
             )
             for row in found:
-                key = (row.session_id, row.tenant)
-                if key in sessions:
-                    _keep_latest(self._latest, key, row)
+                session_key = (row.session_id, row.tenant)
+                if session_key in sessions:
+                    _keep_latest(self._latest, session_key, row)
         self._known_sessions |= sessions
 
     def _detect_regenerate(self, interaction: Interaction, dated: bool) -> None:

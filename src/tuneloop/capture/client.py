@@ -7,17 +7,18 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import aliased
 
 from tuneloop.capture.batch import Batch
+from tuneloop.capture.forget import ForgetReport, forget_tenant
 from tuneloop.capture.records import prepare_log, to_utc
-from tuneloop.capture.rewards import RewardCalculator
+from tuneloop.capture.rewards import RewardCalculator, check_kind
 from tuneloop.config import Config, load_config
 from tuneloop.errors import InputError
-from tuneloop.store import EvalResult, Feedback, Interaction, OptOut, Store
+from tuneloop.store import Feedback, Interaction, OptOut, Store
 from tuneloop.store.models import utcnow
 
 # Only live traffic can be abandoned: imported and synthetic rows never had a user waiting.
@@ -111,6 +112,7 @@ class Tuneloop:
             batch.prefetch(prepared)
             return [batch.add(values) for values in prepared]
 
+    @overload
     def feedback(
         self,
         interaction_id: str,
@@ -120,37 +122,68 @@ class Tuneloop:
         score: float | None = None,
         edited: str | None = None,
         comment: str | None = None,
-    ) -> float:
+    ) -> float: ...
+
+    @overload
+    def feedback(
+        self,
+        interaction_id: str | None,
+        kind: str,
+        *,
+        value: Mapping[str, Any] | None = None,
+        score: float | None = None,
+        edited: str | None = None,
+        comment: str | None = None,
+    ) -> float | None: ...
+
+    def feedback(
+        self,
+        interaction_id: str | None,
+        kind: str,
+        *,
+        value: Mapping[str, Any] | None = None,
+        score: float | None = None,
+        edited: str | None = None,
+        comment: str | None = None,
+    ) -> float | None:
         """Record a signal about a logged call and return its reward in [-1, 1].
 
         Kinds: ``rewards.KINDS``. ``validation`` needs ``score`` in [0, 1]; ``correction`` and
         ``saved_with_edits`` need ``edited`` (the user's version, kept as ``corrected_response``,
         the best training label). The call's aggregate reward and quality are recomputed.
+
+        ``interaction_id`` None (what :meth:`log` returns for an opted-out tenant) is a no-op
+        returning None, so ``tl.thumbs_up(tl.log(...))`` is safe whoever the tenant is.
         """
+        if interaction_id is None:
+            check_kind(kind)
+            return None
         with self.batch() as batch:
             return batch.feedback(
                 interaction_id, kind, value=value, score=score, edited=edited, comment=comment
             )
 
-    def thumbs_up(self, interaction_id: str, comment: str | None = None) -> float:
+    def thumbs_up(self, interaction_id: str | None, comment: str | None = None) -> float | None:
         return self.feedback(interaction_id, "thumbs_up", comment=comment)
 
-    def thumbs_down(self, interaction_id: str, comment: str | None = None) -> float:
+    def thumbs_down(self, interaction_id: str | None, comment: str | None = None) -> float | None:
         return self.feedback(interaction_id, "thumbs_down", comment=comment)
 
-    def correct(self, interaction_id: str, edited: str, comment: str | None = None) -> float:
+    def correct(
+        self, interaction_id: str | None, edited: str, comment: str | None = None
+    ) -> float | None:
         """The user rewrote the answer; the more they changed, the lower the reward."""
         return self.feedback(interaction_id, "correction", edited=edited, comment=comment)
 
-    def saved(self, interaction_id: str, edited: str | None = None) -> float:
+    def saved(self, interaction_id: str | None, edited: str | None = None) -> float | None:
         """The user kept the answer; with a different ``edited`` text it is saved_with_edits."""
         return self.feedback(interaction_id, "saved", edited=edited)
 
-    def validated(self, interaction_id: str, score: float) -> float:
+    def validated(self, interaction_id: str | None, score: float) -> float | None:
         """An automatic check scored the answer in [0, 1] (≥ 0.8 passes)."""
         return self.feedback(interaction_id, "validation", score=score)
 
-    def abandoned(self, interaction_id: str) -> float:
+    def abandoned(self, interaction_id: str | None) -> float | None:
         return self.feedback(interaction_id, "abandoned")
 
     def mark_abandoned(
@@ -177,12 +210,11 @@ class Tuneloop:
                 batch.event(interaction, "abandoned", created_at=now)
         return len(stale)
 
-    def opt_out(self, tenant: str, reason: str | None = None) -> int:
-        """Stop collecting ``tenant`` and delete everything stored of theirs.
+    def opt_out(self, tenant: str, reason: str | None = None) -> ForgetReport:
+        """Stop collecting ``tenant`` and delete everything stored of theirs (see :meth:`forget`).
 
-        Deletes their interactions (their feedback and dataset memberships cascade) and eval
-        results of those interactions; returns how many interactions were deleted. Dataset files
-        already exported keep their copies: rebuild those datasets.
+        The opt-out is recorded first, so nothing of theirs is collected while the deletion
+        runs.
         """
         tenant = _check_tenant(tenant)
         with self.store.session() as session:
@@ -191,13 +223,13 @@ class Tuneloop:
                 session.add(OptOut(tenant=tenant, reason=reason))
             elif reason is not None:
                 entry.reason = reason
-            theirs = select(Interaction.id).where(Interaction.tenant == tenant)
-            session.execute(delete(EvalResult).where(EvalResult.interaction_id.in_(theirs)))
-            deleted = session.execute(
-                delete(Interaction).where(Interaction.tenant == tenant),
-                execution_options={"synchronize_session": False},
-            )
-            return int(getattr(deleted, "rowcount", 0) or 0)
+        return forget_tenant(self.store, tenant, workspace=self.config.workspace)
+
+    def forget(self, tenant: str) -> ForgetReport:
+        """Delete everything stored of ``tenant`` without opting them out: their interactions,
+        feedback and eval results, and their examples in exported dataset files (rewritten, the
+        versions marked). The report names the model versions trained on that data."""
+        return forget_tenant(self.store, _check_tenant(tenant), workspace=self.config.workspace)
 
     def opt_in(self, tenant: str) -> bool:
         """Collect ``tenant`` again; False when it was not opted out in the store."""

@@ -30,6 +30,7 @@ from tuneloop.capture.records import (
     LOG_OPTIONS,
     call_key,
     feedback_value,
+    nth_key,
     parse_time,
     prepare_log,
     short_name,
@@ -126,7 +127,7 @@ def import_jsonl(
                 line = _parse_line(number, text, defaults, client.config.capture)
                 if "idempotency_key" not in line.values:
                     digest = call_key(line.values)
-                    line.values["idempotency_key"] = call_key(line.values, seen[digest])
+                    line.values["idempotency_key"] = nth_key(digest, seen[digest])
                     seen[digest] += 1
                 pending.append(line)
             except InputError as exc:

@@ -169,9 +169,17 @@ def call_key(values: Mapping[str, Any], occurrence: int = 0) -> str:
     """The idempotency key of prepared values that carry no caller id: a hash of the call.
 
     ``occurrence`` tells apart equal calls that are really several (the second identical line
-    of one import file is ``1``), so importing that file again still finds each of them.
+    of one import file is ``1``, keyed ``<hash>#1``), so importing that file again still finds
+    each of them.
     """
-    digest = content_hash({key: value for key, value in values.items() if key not in DERIVED})
+    return nth_key(
+        content_hash({key: value for key, value in values.items() if key not in DERIVED}),
+        occurrence,
+    )
+
+
+def nth_key(digest: str, occurrence: int) -> str:
+    """The key of the ``occurrence``-th equal call (0: the first) with this call hash."""
     return digest if occurrence == 0 else f"{digest}#{occurrence}"
 
 

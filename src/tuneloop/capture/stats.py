@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import and_, case, func, select
 
 from tuneloop.config import CurateConfig
 from tuneloop.store import Feedback, Interaction, Store
@@ -24,7 +24,7 @@ def collection_stats(
     curate = curate or CurateConfig()
     where = [Interaction.task == task] if task else []
 
-    def grouped(column: Any, query: Select[Any] | None = None) -> dict[str, int]:
+    def grouped(column: Any, query: Any = None) -> dict[str, int]:
         query = query if query is not None else select(column, func.count()).where(*where)
         rows = session.execute(query.group_by(column).order_by(column)).all()
         return {str(key): int(count) for key, count in rows}

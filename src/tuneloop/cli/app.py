@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tuneloop.cli.common import console, err_console
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import Interrupted, TuneloopError
 
 app = typer.Typer(
     name="tuneloop",
@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "evaluate",
     "providers",
     "gateway",
+    "jobs",
     "demo",
 ]
 
@@ -40,13 +41,30 @@ def init(
     ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented tuneloop.toml with every key at its default."""
+    """Write a commented tuneloop.toml with every key at its default, and create the store."""
+    from tuneloop.cli.common import load_settings
     from tuneloop.config import render_default_config
+    from tuneloop.store import Store
 
+    if path.is_dir():
+        raise TuneloopError(
+            f"{path} is a folder; give the config file to write, for example "
+            f"{path / 'tuneloop.toml'}"
+        )
+    if not path.parent.is_dir():
+        raise TuneloopError(
+            f"cannot write {path}: the folder {path.parent} does not exist (create it first)"
+        )
     if path.exists() and not force:
         raise TuneloopError(f"{path} already exists (use --force to overwrite)")
-    path.write_text(render_default_config(), encoding="utf-8")
+    try:
+        path.write_text(render_default_config(), encoding="utf-8")
+    except OSError as exc:
+        raise TuneloopError(f"cannot write {path}: {exc.strerror or exc}") from None
     console.print(f"wrote [bold]{path}[/bold]")
+    store = Store(load_settings(path).store_url)
+    console.print(f"store ready at {store.display_url}", highlight=False)
+    store.close()
 
 
 def _register_commands() -> None:
@@ -72,8 +90,11 @@ def main() -> None:
     """Console entry point: user errors print one clear message, never a traceback."""
     try:
         app()
+    except Interrupted as exc:
+        err_console.print(f"[bold red]stopped:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(128 + exc.signal_number if exc.signal_number else 1)
     except TuneloopError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

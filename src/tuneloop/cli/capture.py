@@ -1,4 +1,4 @@
-"""Capture commands: ``log import``, ``log mark-abandoned``, ``log opt-out/opt-in``,
+"""Capture commands: ``log import``, ``log mark-abandoned``, ``log opt-out/opt-in/forget``,
 ``feedback`` and ``stats``."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tuneloop.cli.common import ConfigOption, console, err_console, load
-from tuneloop.errors import InputError
+from tuneloop.cli.common import ConfigOption, console, err_console, load, load_read_only
+from tuneloop.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
     from tuneloop.capture.client import Tuneloop
@@ -58,6 +58,7 @@ def import_command(
     Exit code: 0 every line is stored, 1 some lines were skipped, 2 nothing could be imported.
     """
     from tuneloop.capture.importer import import_jsonl
+    from tuneloop.store import stop_on_signals
 
     if not file.exists():
         raise InputError(f"cannot read {file}: no such file or folder")
@@ -66,17 +67,27 @@ def import_command(
         size = file.stat().st_size if file.suffix.lower() in (".jsonl", ".ndjson") else 0
         show = console.is_terminal and size >= PROGRESS_MIN_BYTES
         columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True, disable=not show) as progress:
+        with (
+            Progress(*columns, console=console, transient=True, disable=not show) as progress,
+            stop_on_signals(f"import of {file}"),
+        ):
             bar = progress.add_task("import", total=size or None)
-            report = import_jsonl(
-                client,
-                file,
-                task=task,
-                source=source,
-                fmt=fmt,
-                strict=strict,
-                progress=lambda done: progress.update(bar, completed=done),
-            )
+            try:
+                report = import_jsonl(
+                    client,
+                    file,
+                    task=task,
+                    source=source,
+                    fmt=fmt,
+                    strict=strict,
+                    progress=lambda done: progress.update(bar, completed=done),
+                )
+            except Interrupted as exc:
+                raise Interrupted(
+                    f"{exc}; what was stored stays stored, and running the same command again "
+                    "finishes the import (lines already stored are skipped)",
+                    signal_number=exc.signal_number,
+                ) from None
     console.print(report.summary(), highlight=False, soft_wrap=True)
     for error in report.errors[:MAX_ERRORS_SHOWN]:
         err_console.print(f"  [red]skipped[/red] {error}", highlight=False, soft_wrap=True)
@@ -104,12 +115,32 @@ def opt_out_command(
     reason: Annotated[str | None, typer.Option(help="Why (kept with the opt-out).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Stop collecting a tenant and delete everything stored of theirs."""
+    """Stop collecting a tenant and delete everything stored of theirs.
+
+    Their interactions, feedback and eval results are deleted and their examples removed from
+    exported dataset files; model versions trained on that data are listed.
+    """
     with _client(config) as client:
-        deleted = client.opt_out(tenant, reason)
-    console.print(
-        f"tenant {tenant!r} opted out; deleted {deleted} stored interaction(s)", highlight=False
-    )
+        report = client.opt_out(tenant, reason)
+    console.print(f"tenant {tenant!r} opted out", highlight=False)
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@log_app.command("forget")
+def forget_command(
+    tenant: Annotated[str, typer.Argument(help="Tenant whose data to delete.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete everything stored of a tenant, without opting them out (see opt-out).
+
+    Interactions, feedback, eval results and their examples in exported dataset files; model
+    versions trained on that data are listed so they can be retrained.
+    """
+    with _client(config) as client:
+        report = client.forget(tenant)
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @log_app.command("opt-in")
@@ -146,7 +177,10 @@ def feedback_command(
     """Record feedback on a logged call and print its reward."""
     edited = _read_edited(edited_file) if edited_file is not None else None
     with _client(config) as client:
-        reward = client.feedback(interaction_id, kind, score=score, edited=edited, comment=comment)
+        with client.batch() as batch:
+            reward = batch.feedback(
+                interaction_id, kind, score=score, edited=edited, comment=comment
+            )
         interaction = client.get(interaction_id)
     console.print(
         f"{kind}: reward {reward:+.2f}; interaction reward "
@@ -172,7 +206,7 @@ def stats_command(
     """What has been collected: counts, feedback, reward and quality, exportable share."""
     from tuneloop.capture.stats import collection_stats
 
-    settings, store = load(config)
+    settings, store = load_read_only(config)
     try:
         stats = collection_stats(store, task, curate=settings.curate)
     finally:

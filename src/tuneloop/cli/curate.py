@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from tuneloop.cli.common import ConfigOption, console, err_console, load
+from tuneloop.cli.common import ConfigOption, console, err_console, load, load_read_only
 from tuneloop.cli.options import config_options
 from tuneloop.config import CurateConfig
 from tuneloop.errors import InputError, TuneloopError
@@ -130,7 +130,7 @@ def list_command(
     """Every dataset version with its size, tokens and content hash."""
     from tuneloop.curate.build import list_datasets
 
-    config, store = load(config_path)
+    config, store = load_read_only(config_path)
     datasets = list_datasets(store, name=name, workspace=config.workspace)
     if not datasets:
         console.print("no datasets yet (run `tuneloop dataset build`)")

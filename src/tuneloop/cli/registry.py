@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tuneloop.cli.common import ConfigOption, console, load
+from tuneloop.cli.common import ConfigOption, console, load, load_read_only
 
 models_app = typer.Typer(help="Model versions: list, show, promote, stage.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def list_models(
     """Every registered version with its lineage, stage and headline metrics."""
     from tuneloop.registry import list_versions
 
-    _config, store = load(config_path)
+    _config, store = load_read_only(config_path)
     table = Table(title="model versions")
     for column in (
         "task",

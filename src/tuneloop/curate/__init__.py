@@ -15,6 +15,7 @@ from tuneloop.curate.build import (
 )
 from tuneloop.curate.checks import ValidateOptions, ValidationReport, load_schema, validate_path
 from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
+from tuneloop.curate.forget import DatasetPurge, purge_examples
 from tuneloop.curate.pii import Redactor, redact_path, redactor_from_config
 from tuneloop.curate.select import Example, Selection, count_candidates, select_examples
 from tuneloop.curate.split import assign_split, split_examples
@@ -22,6 +23,7 @@ from tuneloop.curate.validate import validate_example
 from tuneloop.curate.versions import diff_refs, export_version, show_version
 
 __all__ = [
+    "DatasetPurge",
     "Example",
     "Redactor",
     "Selection",
@@ -37,6 +39,7 @@ __all__ = [
     "list_datasets",
     "load_schema",
     "load_split",
+    "purge_examples",
     "redact_path",
     "redactor_from_config",
     "remove_near_duplicates",

@@ -1,7 +1,14 @@
 """The store: SQLAlchemy tables shared by every stage, SQLite by default, PostgreSQL by URL."""
 
 from tuneloop.store.engine import Store
-from tuneloop.store.jobs import JobRecorder
+from tuneloop.store.jobs import (
+    JobRecorder,
+    cancel_job,
+    effective_status,
+    get_job,
+    list_jobs,
+    stop_on_signals,
+)
 from tuneloop.store.models import (
     Base,
     Dataset,
@@ -42,6 +49,11 @@ __all__ = [
     "OptOut",
     "StageChange",
     "Store",
+    "cancel_job",
+    "effective_status",
+    "get_job",
+    "list_jobs",
     "new_id",
+    "stop_on_signals",
     "utcnow",
 ]

@@ -1,22 +1,73 @@
-"""Recording a job's life in the store: status, progress events, result or error."""
+"""Recording a job's life in the store: status, progress events, heartbeat, result or error.
+
+A job survives what stops it with a record of why: SIGTERM (``docker stop``, systemd,
+Kubernetes) marks it ``interrupted``, Ctrl-C or ``tuneloop jobs cancel`` marks it ``cancelled``,
+an error marks it ``failed``. A process that dies without a word (SIGKILL, power loss) stops
+its heartbeat, and the job shows as ``stale``.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import threading
 import time
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType, TracebackType
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from tuneloop.errors import InputError, Interrupted, StoreError
 from tuneloop.store.engine import Store
-from tuneloop.store.models import Job, JobEvent, JobEventKind, JobStatus, utcnow
+from tuneloop.store.models import Job, JobEvent, JobEventKind, JobStatus, ModelVersion, utcnow
 
 FLUSH_EVERY_S = 1.0
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 60.0  # six missed heartbeats
+FINAL = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.INTERRUPTED,
+        JobStatus.STALE,
+    }
+)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(what: str) -> Iterator[None]:
+    """Inside, SIGTERM and SIGINT raise :class:`Interrupted` in the main thread, so ``finally``
+    blocks and transactions unwind instead of the process vanishing mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signal_number).name
+        raise Interrupted(f"{what} stopped by {name}", signal_number=signal_number)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class JobRecorder:
-    """Context manager around a job: marks it running, buffers events, records how it ended.
+    """Context manager around a job: marks it running, buffers events, beats, records the end.
 
     Events are flushed at most once a second so a fast training loop does not wait on the
-    database; anything buffered is written when the job ends, including on failure.
+    database; anything buffered is written when the job ends, including on failure. A
+    background thread refreshes the heartbeat and picks up a cancel request, which stops the
+    job at its next :meth:`event` (or :meth:`check`).
     """
 
     def __init__(
@@ -28,8 +79,10 @@ class JobRecorder:
         backend: str = "local",
         dataset_id: int | None = None,
         config: dict[str, Any] | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.store = store
+        self.heartbeat_s = heartbeat_s
         with store.session() as session:
             job = Job(
                 kind=kind,
@@ -38,19 +91,51 @@ class JobRecorder:
                 dataset_id=dataset_id,
                 config=config or {},
                 status=JobStatus.QUEUED,
+                heartbeat_at=utcnow(),
+                pid=os.getpid(),
+                host=socket.gethostname()[:200],
             )
             session.add(job)
         self.job_id: int = job.id
         self._buffer: list[JobEvent] = []
         self._last_flush = time.monotonic()
+        self._result: dict[str, Any] = {}
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._signals = stop_on_signals(f"job {self.job_id}")
 
     def __enter__(self) -> JobRecorder:
         with self.store.session() as session:
             job = session.get_one(Job, self.job_id)
-            job.status, job.started_at = JobStatus.RUNNING, utcnow()
+            job.status, job.started_at, job.heartbeat_at = JobStatus.RUNNING, utcnow(), utcnow()
+        self._signals.__enter__()
+        self._beat = threading.Thread(
+            target=self._heartbeat, name=f"job-{self.job_id}-heartbeat", daemon=True
+        )
+        self._beat.start()
         return self
 
+    def _heartbeat(self) -> None:
+        """Refresh ``heartbeat_at``; notice a cancel request. Misses a beat if the store is
+        briefly unreachable rather than killing the job."""
+        while not self._done.wait(self.heartbeat_s):
+            try:
+                with self.store.session() as session:
+                    job = session.get_one(Job, self.job_id)
+                    job.heartbeat_at = utcnow()
+                    if job.cancel_requested_at is not None:
+                        self._cancel.set()
+            except (StoreError, SQLAlchemyError):
+                continue
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if the job was asked to stop (``tuneloop jobs cancel``)."""
+        if self._cancel.is_set():
+            raise Interrupted(f"job {self.job_id} cancelled (tuneloop jobs cancel)")
+
     def event(self, kind: JobEventKind | str, data: dict[str, Any]) -> None:
+        self.check()
         self._buffer.append(
             JobEvent(job_id=self.job_id, kind=JobEventKind(kind), step=data.get("step"), data=data)
         )
@@ -74,14 +159,135 @@ class JobRecorder:
         exc: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
-        self.flush()
-        with self.store.session() as session:
-            job = session.get_one(Job, self.job_id)
-            job.finished_at = utcnow()
-            if exc is None:
-                job.status, job.result = JobStatus.SUCCEEDED, getattr(self, "_result", {})
-            else:
-                job.status = (
-                    JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
+        self._done.set()
+        if self._beat is not None:
+            self._beat.join()
+        try:
+            self.flush()
+            with self.store.session() as session:
+                job = session.get_one(Job, self.job_id)
+                job.finished_at = job.heartbeat_at = utcnow()
+                registered = session.scalar(
+                    select(ModelVersion).where(ModelVersion.job_id == self.job_id).limit(1)
                 )
-                job.error = f"{type(exc).__name__}: {exc}"
+                if exc is None:
+                    job.status, job.result = JobStatus.SUCCEEDED, self._result
+                elif registered is not None:
+                    # The stop came after the version was registered, weights in place: the
+                    # work is done and whole, so the job is too.
+                    job.status = JobStatus.SUCCEEDED
+                    job.result = {
+                        "model_version": registered.name,
+                        "artifact_path": registered.artifact_path,
+                        "note": f"stopped after registering: {_describe(exc)}",
+                    }
+                else:
+                    job.status, job.error = _ending(exc), _describe(exc)
+        finally:
+            self._signals.__exit__(None, None, None)
+
+
+def _ending(exc: BaseException) -> JobStatus:
+    if isinstance(exc, Interrupted) and exc.signal_number == signal.SIGTERM:
+        return JobStatus.INTERRUPTED  # asked to stop by the system: may be resumed
+    if isinstance(exc, Interrupted | KeyboardInterrupt):
+        return JobStatus.CANCELLED  # Ctrl-C or a cancel request: the user's choice
+    return JobStatus.FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, Interrupted):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled by Ctrl-C (SIGINT)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def effective_status(
+    job: Job, now: datetime | None = None, stale_after_s: float = STALE_AFTER_S
+) -> JobStatus:
+    """The job's status, or ``stale`` for an unfinished job whose process is gone: no heartbeat
+    for ``stale_after_s``, or (on this machine) no process with its pid."""
+    status = JobStatus(job.status)
+    if status in FINAL:
+        return status
+    now = now or utcnow()
+    beat = job.heartbeat_at or job.started_at or job.created_at
+    if beat is not None and _aware(beat) < now - timedelta(seconds=stale_after_s):
+        return JobStatus.STALE
+    if job.pid is not None and job.host == socket.gethostname() and not _alive(job.pid):
+        return JobStatus.STALE
+    return status
+
+
+def list_jobs(
+    store: Store, *, kind: str | None = None, status: JobStatus | None = None, limit: int = 50
+) -> list[tuple[Job, JobStatus]]:
+    """The newest jobs with their effective status (``stale`` computed, not stored)."""
+    query = select(Job).order_by(Job.id.desc())
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None and status is not JobStatus.STALE:
+        query = query.where(Job.status == status)
+    elif status is JobStatus.STALE:
+        query = query.where(Job.status.in_([JobStatus.STALE, JobStatus.QUEUED, JobStatus.RUNNING]))
+    with store.session() as session:
+        rows = [(job, effective_status(job)) for job in session.scalars(query.limit(limit))]
+    return [(job, state) for job, state in rows if status is None or state == status]
+
+
+def get_job(
+    store: Store, job_id: int, *, events: int = 20
+) -> tuple[Job, JobStatus, list[JobEvent]]:
+    """One job, its effective status and its last ``events`` events (oldest first)."""
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise InputError(f"no job {job_id} in the store")
+        last = session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id)
+            .order_by(JobEvent.id.desc())
+            .limit(events)
+        ).all()
+        return job, effective_status(job), list(reversed(last))
+
+
+def cancel_job(store: Store, job_id: int) -> JobStatus:
+    """Stop a job: a running one is asked to stop at its next step (its status follows when it
+    does); a queued one is cancelled; one whose process is gone is cleared as ``stale``.
+    Returns the status the job has now (``running`` while the request is pending)."""
+    with store.session() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise InputError(f"no job {job_id} in the store")
+        state = effective_status(job)
+        if state in FINAL and JobStatus(job.status) in FINAL:
+            raise InputError(f"job {job_id} already ended ({job.status})")
+        now = utcnow()
+        if state is JobStatus.STALE:
+            beat = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else "never"
+            job.status, job.finished_at = JobStatus.STALE, now
+            job.error = f"its process stopped without a word (last heartbeat {beat}); cleared"
+        elif state is JobStatus.QUEUED:
+            job.status, job.finished_at = JobStatus.CANCELLED, now
+            job.error = "cancelled before it started (tuneloop jobs cancel)"
+        else:
+            job.cancel_requested_at = now
+        return JobStatus(job.status)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":
+        return True  # signal 0 is not a probe on Windows: rely on the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or not checkable here)
+    return True
