@@ -356,8 +356,8 @@ class GatewayConfig(Section):
     )
     validator: str | None = Field(
         None,
-        description="optional 'module:function' taking (task, text) and returning False (or "
-        "raising ValueError) to reject an answer, which then falls back",
+        description="optional 'module:function' called with each answer (its JSON value in JSON "
+        "tasks, else the text); returning False or raising rejects it, which then falls back",
     )
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls waiting at most; more are dropped"

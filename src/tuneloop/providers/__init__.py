@@ -39,7 +39,7 @@ from tuneloop.providers.factory import (
     build_provider,
     provider_for_version,
 )
-from tuneloop.providers.output import checked, json_check
+from tuneloop.providers.output import OutputCheck, checked, json_check
 from tuneloop.providers.remote import KINDS, key_env_of
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "FinalError",
     "InvalidOutput",
     "Message",
+    "OutputCheck",
     "Provider",
     "ProviderConnectionError",
     "ProviderError",
