@@ -330,9 +330,9 @@ class Gateway:
     async def answer(self, request: ChatCompletionRequest, context: CallContext) -> Answer:
         """The routed version, then each fallback (one chain); 502/503 naming every failure."""
         routes = self.routes.get(context.task)
-        if context.direct is not None:
-            route, first = "direct", context.direct
-        else:
+        first: Target | None = context.direct
+        route = "direct"
+        if first is None:
             route, first = pick_route(routes, context.sticky_key)
         targets = plan(first, self.fallbacks)
         chain = self.upstream.chain(context.task, targets, self.rules)
