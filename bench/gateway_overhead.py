@@ -167,7 +167,6 @@ async def drive(
         "model": model,
         "messages": [
             {"role": "system", "content": "You design mobile UI layouts as JSON."},
-            {"role": "user", "content": "A settings screen with a dark-mode toggle."},
         ],
     }
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -183,7 +182,15 @@ async def drive(
                 number = queue.get_nowait()
                 sent = time.perf_counter()
                 try:
-                    response = await client.post(url, json={**body, "user": f"user-{number % 50}"})
+                    # 50 users, each asking for a different screen every time.
+                    messages = [
+                        body["messages"][0],
+                        {"role": "user", "content": f"Screen {number} with a dark-mode toggle."},
+                    ]
+                    response = await client.post(
+                        url,
+                        json={**body, "messages": messages, "user": f"user-{number % 50}"},
+                    )
                     ok = response.status_code == 200 and response.json()["choices"]
                 except (httpx.HTTPError, ValueError, KeyError):
                     ok = False

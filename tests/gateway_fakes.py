@@ -71,11 +71,6 @@ def down(messages: list[dict[str, Any]]) -> str:
     raise server_error("provider answered 503")
 
 
-def refuse_prose(task: str, text: str) -> bool:
-    """A custom validator: answers must mention the teacher or the student."""
-    return '"by"' in text
-
-
 class Running:
     """A uvicorn server on a free loopback port, in a thread (``with running(app) as url``)."""
 

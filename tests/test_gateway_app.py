@@ -170,6 +170,16 @@ def test_bad_requests_get_openai_shaped_errors(tmp_path: Path) -> None:
                 model="callable:os:system", messages=[{"role": "user", "content": "x"}]
             )
         assert "not accepted from requests" in caught.value.message
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model=TASK,
+                messages=[{"role": "user", "content": "x"}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"type": "nonsense"}},
+                },
+            )
+        assert "not a valid JSON Schema" in caught.value.message
         big = httpx.post(
             f"{url}/v1/chat/completions",
             json={"model": TASK, "messages": [{"role": "user", "content": "x" * 5000}]},

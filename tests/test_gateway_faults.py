@@ -10,11 +10,14 @@ from pathlib import Path
 
 import httpx
 import openai
+from fakes.llm_server import FakeAPI, Reply
 from gateway_fakes import Running
 from sqlalchemy import func, select
 from test_gateway_app import TASK, add_version, make_config
 
+from tuneloop.config import ProviderSettings
 from tuneloop.gateway import create_app
+from tuneloop.registry import set_stage
 from tuneloop.store import Interaction, Store
 
 REQUESTS = 60
@@ -108,4 +111,65 @@ def test_everything_down_502_then_503_while_cooling(tmp_path: Path) -> None:
     for response in (first, second):
         assert "private prompt" not in response.text
     assert count(store) == 0
+    store.close()
+
+
+def test_remote_student_over_http_falls_back_on_each_kind_of_failure(
+    tmp_path: Path, fake_openai: FakeAPI
+) -> None:
+    """The student is an OpenAI-compatible server (the shared fake): 500, 429, a hang past the
+    deadline, prose in a JSON task, and a refused connection each hand the call to the teacher."""
+    config = make_config(tmp_path, timeout_s=0.5, cooldown_after=100)
+    config.providers = {
+        "student": ProviderSettings(
+            kind="openai-compatible",
+            model="student-model",
+            base_url=fake_openai.base_url,
+            max_retries=0,
+        ),
+        "gone": ProviderSettings(
+            kind="openai-compatible", model="m", max_retries=0, base_url="http://127.0.0.1:9/v1"
+        ),
+    }
+    store = Store(config.store_url)
+    add_version(store, "provider:student", "production")
+    good = json.dumps({"answer": "ok", "by": "remote student"})
+    fake_openai.push(
+        Reply.error(500),
+        Reply.error(429, retry_after=0),
+        Reply.hang(2.0, good),
+        Reply(text="a login form, centred"),
+        Reply(text=good),
+    )
+    with Running(create_app(config)) as url:
+
+        def ask() -> tuple[str, str, str]:
+            raw = httpx.post(
+                f"{url}/v1/chat/completions",
+                timeout=30,
+                json={"model": TASK, "messages": [{"role": "user", "content": "a login form"}]},
+            )
+            assert raw.status_code == 200, raw.text
+            by = json.loads(raw.json()["choices"][0]["message"]["content"])["by"]
+            return (
+                raw.headers["x-tuneloop-route"],
+                raw.headers.get("x-tuneloop-fallback-reason", ""),
+                by,
+            )
+
+        seen = [ask() for _ in range(5)]
+        set_stage(store, TASK, 1, "archived")
+        add_version(store, "provider:gone", "production")
+        time.sleep(0.4)
+        seen.append(ask())
+    student = f"{TASK}@v1"
+    assert seen == [
+        ("fallback", f"{student}:unavailable", "teacher"),
+        ("fallback", f"{student}:rate_limited", "teacher"),
+        ("fallback", f"{student}:timeout", "teacher"),
+        ("fallback", f"{student}:invalid_output", "teacher"),
+        ("production", "", "remote student"),
+        ("fallback", f"{TASK}@v2:connection", "teacher"),
+    ]
+    assert all(request.body["model"] == "student-model" for request in fake_openai.requests)
     store.close()

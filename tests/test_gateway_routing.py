@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tuneloop.gateway.routing import (
-    AnswerRejected,
-    AnswerRules,
     StageRow,
     Target,
-    check_answer,
+    Validator,
+    output_check,
     pick_route,
     plan,
     routes_from_stages,
-    rules_for,
     sticky_bucket,
 )
+from tuneloop.providers import Completion, InvalidOutput, OutputCheck
 
 TEACHER = Target("teacher", "callable:t:t")
 
@@ -64,39 +65,46 @@ def test_plan_ends_in_the_fallbacks_without_repeats() -> None:
     assert plan(None, [TEACHER]) == [TEACHER]
 
 
-def test_json_tasks_normalise_and_reject_prose() -> None:
-    rules = rules_for("ui", None, json_tasks=["ui"], unwrap_keys=["layout"], validator=None)
-    wrapped = '```json\n{"reasoning": "r", "layout": {"type": "frame"}}\n```'
-    assert check_answer("ui", wrapped, rules) == '{"type": "frame"}'
-    with pytest.raises(AnswerRejected) as caught:
-        check_answer("ui", "a frame with a button", rules)
-    assert caught.value.reason == "invalid_json"
-    free = rules_for("chat", None, json_tasks=["ui"], unwrap_keys=["layout"], validator=None)
-    assert check_answer("chat", "hello", free) == "hello"
-
-
-def test_response_format_schema_and_custom_validator() -> None:
-    schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-    rules = rules_for(
-        "chat",
-        {"type": "json_schema", "json_schema": {"schema": schema}},
-        json_tasks=[],
-        unwrap_keys=[],
-        validator=None,
+def check(
+    task: str, response_format: dict[str, Any] | None = None, validator: Validator | None = None
+) -> OutputCheck:
+    return output_check(
+        task, response_format, json_tasks=["ui"], unwrap_keys=["layout"], validator=validator
     )
-    assert check_answer("chat", '{"name": "x"}', rules) == '{"name": "x"}'
-    with pytest.raises(AnswerRejected) as caught:
-        check_answer("chat", '{"name": 3}', rules)
-    assert caught.value.reason == "schema" and "name" in caught.value.detail
 
-    def no_todo(task: str, text: str) -> bool:
-        if "TODO" in text:
+
+def answer(text: str) -> Completion:
+    return Completion(text=text, model="m", provider="p", latency_ms=1.0)
+
+
+def test_json_tasks_normalise_and_reject_prose() -> None:
+    wrapped = '```json\n{"reasoning": "r", "layout": {"type": "frame"}}\n```'
+    assert check("ui").apply(answer(wrapped)).text == '{"type": "frame"}'
+    with pytest.raises(InvalidOutput) as caught:
+        check("ui").apply(answer("a frame with a button"))
+    assert caught.value.reason == "not_json"
+    assert check("chat").apply(answer("hello")).text == "hello"  # not a JSON task
+
+
+def test_response_format_asks_for_json_and_its_schema() -> None:
+    schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert check("chat", fmt).apply(answer('{"name": "x"}')).text == '{"name": "x"}'
+    with pytest.raises(InvalidOutput) as caught:
+        check("chat", fmt).apply(answer('{"name": 3}'))
+    assert caught.value.reason == "schema" and "name" in str(caught.value)
+    with pytest.raises(InvalidOutput):
+        check("chat", {"type": "json_object"}).apply(answer("plain words"))
+
+
+def test_custom_validator_sees_the_value_of_json_tasks() -> None:
+    def no_todo(value: Any) -> bool:
+        if "TODO" in str(value):
             raise ValueError("the answer has a TODO")
-        return "ok" in text
+        return value != {"empty": True}
 
-    custom = AnswerRules(validator=no_todo)
-    assert check_answer("chat", "ok", custom) == "ok"
-    for text, detail in (("TODO ok", "the answer has a TODO"), ("nope", "rejected")):
-        with pytest.raises(AnswerRejected) as caught:
-            check_answer("chat", text, custom)
-        assert caught.value.reason == "validator" and detail in caught.value.detail
+    assert check("ui", validator=no_todo).apply(answer('{"a": 1}')).text == '{"a": 1}'
+    for text, detail in (('{"a": "TODO"}', "the answer has a TODO"), ('{"empty": true}', "")):
+        with pytest.raises(InvalidOutput) as caught:
+            check("ui", validator=no_todo).apply(answer(text))
+        assert caught.value.reason == "validator" and detail in str(caught.value)

@@ -355,17 +355,20 @@ class GatewayConfig(Section):
     )
     validator: str | None = Field(
         None,
-        description="optional 'module:function' taking (task, text) and returning False (or "
-        "raising ValueError) to reject an answer, which then falls back",
+        description="optional 'module:function' called with each answer (its JSON value in JSON "
+        "tasks, else the text); returning False or raising rejects it, which then falls back",
     )
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls waiting at most; more are dropped"
     )
     shadow_workers: int = Field(2, ge=1, description="shadow calls answered at once")
     log_queue: int = Field(10_000, ge=1, description="calls waiting to be logged, at most")
-    log_batch: int = Field(256, ge=1, description="calls written to the store per transaction")
+    log_batch: int = Field(1000, ge=1, description="calls written to the store per transaction")
     log_flush_s: float = Field(
-        0.2, gt=0, description="longest wait before a partial batch is written"
+        1.0,
+        gt=0,
+        description="longest wait before a partial batch is written (bigger batches cost the "
+        "store less per call)",
     )
     spill_dir: Path | None = Field(
         None,

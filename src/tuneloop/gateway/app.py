@@ -74,15 +74,18 @@ def create_app(config: Config, *, store: Store | None = None) -> FastAPI:
         try:
             return model.model_validate_json(body)
         except ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {}
-            param = ".".join(str(part) for part in first.get("loc", ())) or None
-            if first.get("type") == "json_invalid":
+            errors = exc.errors()
+            if not errors:
+                raise APIError(400, "invalid request body", code="invalid_request") from None
+            first = errors[0]
+            param = ".".join(str(part) for part in first["loc"]) or None
+            if first["type"] == "json_invalid":
                 raise APIError(400, "request body is not valid JSON", code="invalid_json") from None
-            more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             where = f"{param}: " if param else ""
             raise APIError(
                 400,
-                f"{where}{first.get('msg', 'invalid value')}{more}",
+                f"{where}{first['msg']}{more}",
                 code="invalid_request",
                 param=param,
             ) from None

@@ -27,6 +27,10 @@ from tuneloop.errors import InputError, StoreError
 
 Record = dict[str, Any]
 RETRY_S = 1.0  # how often a down store is tried again
+# A record written within this long of its call is stored as live traffic: capture stamps it
+# and takes its batched path. Older ones (a backlog, the spill file) keep their call's time.
+LIVE_S = 2.0
+Queued = tuple[float, Record]  # (time.monotonic() at submit, record)
 
 
 class CallWriter(Protocol):
@@ -56,7 +60,7 @@ class CallLog:
         self.batch_size = batch_size
         self.retry_s = retry_s
         self.flush_s = flush_s
-        self._queue: queue.Queue[Record] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Queued] = queue.Queue(maxsize=queue_size)
         self._on_written = on_written or (lambda _count: None)
         self._on_spilled = on_spilled or (lambda _count: None)
         self._on_rejected = on_rejected or (lambda _record, _problem: None)
@@ -75,7 +79,7 @@ class CallLog:
     def submit(self, record: Record) -> None:
         """Queue one record; when the queue is full it goes straight to the spill file."""
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((time.monotonic(), record))
         except queue.Full:
             self._append_spill([record])
 
@@ -101,7 +105,7 @@ class CallLog:
             self._thread.join(timeout)
         leftover = self._take_all()
         if leftover:
-            self._append_spill(leftover)
+            self._append_spill([record for _, record in leftover])
         with self._spill_lock:
             if self._spill is not None:
                 self._spill.close()
@@ -123,8 +127,8 @@ class CallLog:
                     self._replay_own()
                 return
 
-    def _take_batch(self) -> list[Record]:
-        batch: list[Record] = []
+    def _take_batch(self) -> list[Queued]:
+        batch: list[Queued] = []
         try:
             batch.append(self._queue.get(timeout=self.flush_s))
         except queue.Empty:
@@ -139,7 +143,7 @@ class CallLog:
                 time.sleep(min(0.005, self.flush_s))
         return batch
 
-    def _take_all(self) -> list[Record]:
+    def _take_all(self) -> list[Queued]:
         records = []
         while True:
             try:
@@ -147,14 +151,21 @@ class CallLog:
             except queue.Empty:
                 return records
 
-    def _write_or_spill(self, batch: list[Record]) -> None:
+    def _write_or_spill(self, batch: list[Queued]) -> None:
         """Keep order: while older records wait in the spill file, newer ones join them there."""
+        records = [record for _, record in batch]
         if self._spilled_lines and not self._replay_own():
-            self._append_spill(batch)
+            self._append_spill(records)
             return
-        if self._write(batch):
-            return
-        self._append_spill(batch)
+        now = time.monotonic()
+        live = [
+            {key: value for key, value in record.items() if key != "created_at"}
+            if now - submitted < LIVE_S
+            else record
+            for submitted, record in batch
+        ]
+        if not self._write(live):
+            self._append_spill(records)
 
     def _write(self, batch: list[Record]) -> bool:
         if not self.store_ok and time.monotonic() < self._next_retry:

@@ -6,18 +6,18 @@ version a configured share of it (sticky: the same user or session always lands 
 a shadow version answers a copy in the background. Every route ends in the fallback providers
 (the teacher by default): :func:`plan` lists the routed version then each fallback, and the
 providers package's fallback chain tries them in order, skipping members whose circuit is open.
-:func:`check_answer` is what makes an answer count as a failure besides an error: prose where
+:func:`output_check` is what makes an answer count as a failure besides an error: prose where
 JSON was due, a schema failure, a validator's veto.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuneloop.jsontext import normalise_output
+from tuneloop.providers import OutputCheck
 
 ROUTES = ("production", "canary", "fallback", "direct")
 
@@ -111,77 +111,38 @@ def plan(first: Target | None, fallbacks: Sequence[Target]) -> list[Target]:
     return ordered
 
 
-class AnswerRejected(Exception):
-    """An answer arrived but fails the task's checks; the next provider is tried."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+Validator = Callable[[Any], Any]
 
 
-Validator = Callable[[str, str], Any]
-
-
-@dataclass(frozen=True)
-class AnswerRules:
-    """What a task's answers must be: JSON (and which envelope keys to unwrap), a JSON schema,
-    a custom validator ``(task, text)`` that returns False or raises ValueError to reject."""
-
-    json: bool = False
-    unwrap_keys: tuple[str, ...] = ()
-    schema: dict[str, Any] | None = None
-    validator: Validator | None = None
-
-
-def rules_for(
+def output_check(
     task: str,
-    response_format: dict[str, Any] | None,
+    response_format: Mapping[str, Any] | None,
     *,
     json_tasks: Sequence[str],
     unwrap_keys: Sequence[str],
     validator: Validator | None,
-) -> AnswerRules:
-    """A call's rules: JSON when the task is a JSON task or the request asks for JSON."""
+    validator_name: str = "validator",
+) -> OutputCheck:
+    """What a call's answer must be: JSON when the task is a JSON task or the request asks for
+    JSON (``response_format``), matching the request's JSON schema if it gave one, and passing
+    the configured validator. The providers' ``OutputCheck`` applies it."""
     kind = (response_format or {}).get("type")
-    schema = None
-    if kind == "json_schema":
-        spec = (response_format or {}).get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, dict) else None
+    schema = request_schema(response_format)
     wants_json = task in json_tasks or kind in ("json_object", "json_schema")
-    return AnswerRules(
+    return OutputCheck(
         json=wants_json,
-        unwrap_keys=tuple(unwrap_keys) if wants_json else (),
-        schema=schema if isinstance(schema, dict) else None,
+        schema=schema,
+        schema_name="the request's response_format schema",
         validator=validator,
+        validator_name=validator_name,
+        unwrap=tuple(unwrap_keys) if wants_json else (),
     )
 
 
-def check_answer(task: str, text: str, rules: AnswerRules) -> str:
-    """The answer as the client gets it (JSON normalised), or AnswerRejected naming why."""
-    value: Any = None
-    if rules.json:
-        normalised = normalise_output(text, unwrap_keys=rules.unwrap_keys)
-        if not normalised.ok:
-            raise AnswerRejected("invalid_json", "the answer is not JSON")
-        text, value = normalised.text, normalised.value
-    if rules.schema is not None:
-        import jsonschema
-
-        try:
-            jsonschema.validate(value, rules.schema)
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(part) for part in exc.absolute_path) or "(root)"
-            raise AnswerRejected("schema", f"at {where}: {exc.validator} failed") from None
-        except jsonschema.SchemaError as exc:
-            raise AnswerRejected(
-                "schema", f"the request's schema is invalid: {exc.message}"
-            ) from None
-    if rules.validator is not None:
-        try:
-            verdict = rules.validator(task, text)
-        except ValueError as exc:
-            raise AnswerRejected("validator", str(exc)[:200]) from None
-        if verdict is False:
-            raise AnswerRejected("validator", "the validator rejected the answer")
-    return text
+def request_schema(response_format: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON schema of ``{"type": "json_schema", "json_schema": {"schema": {...}}}``."""
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    return dict(schema) if isinstance(schema, Mapping) else None

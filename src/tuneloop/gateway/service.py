@@ -29,14 +29,14 @@ from tuneloop.gateway.errors import APIError
 from tuneloop.gateway.keys import KeyScope, find_scope, load_scopes
 from tuneloop.gateway.metrics import GatewayMetrics
 from tuneloop.gateway.routing import (
-    AnswerRules,
     StageRow,
     Target,
     TaskRoutes,
+    output_check,
     pick_route,
     plan,
+    request_schema,
     routes_from_stages,
-    rules_for,
 )
 from tuneloop.gateway.types import ChatCompletionRequest
 from tuneloop.gateway.upstream import Checked, Upstream
@@ -47,6 +47,7 @@ from tuneloop.providers import (
     BreakerSettings,
     Completion,
     InvalidOutput,
+    OutputCheck,
     RequestOptions,
     error_kind,
 )
@@ -120,6 +121,7 @@ class Gateway:
             self.store,
             timeout_s=settings.timeout_s,
             device=settings.device,
+            providers=config.providers,
             breaker=BreakerSettings(
                 settings.cooldown_after, settings.cooldown_window_s, settings.cooldown_s
             ),
@@ -289,6 +291,18 @@ class Gateway:
         for name, value in (("task", task), ("tenant", tenant), ("session", session_id)):
             if value is not None and len(value) > 200:
                 raise APIError(400, f"{name} is {len(value)} characters; at most 200", param=name)
+        schema = request_schema(request.response_format)
+        if schema is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise APIError(
+                    400,
+                    f"response_format.json_schema.schema is not a valid JSON Schema: {exc.message}",
+                    param="response_format",
+                ) from None
         call_id = uuid.uuid4().hex
         by_tenant = self.settings.sticky_by == "tenant"
         sticky = (tenant if by_tenant else session_id) or session_id or tenant or call_id
@@ -303,21 +317,22 @@ class Gateway:
             scope=scope,
         )
 
-    def rules(self, task: str, options: RequestOptions) -> AnswerRules:
-        return rules_for(
+    def rules(self, task: str, options: RequestOptions) -> OutputCheck:
+        return output_check(
             task,
-            dict(options.response_format or {}) or None,
+            options.response_format,
             json_tasks=self.settings.json_tasks,
             unwrap_keys=self.settings.unwrap_keys,
             validator=self.validator,
+            validator_name=self.settings.validator or "validator",
         )
 
     async def answer(self, request: ChatCompletionRequest, context: CallContext) -> Answer:
         """The routed version, then each fallback (one chain); 502/503 naming every failure."""
         routes = self.routes.get(context.task)
-        if context.direct is not None:
-            route, first = "direct", context.direct
-        else:
+        first: Target | None = context.direct
+        route = "direct"
+        if first is None:
             route, first = pick_route(routes, context.sticky_key)
         targets = plan(first, self.fallbacks)
         chain = self.upstream.chain(context.task, targets, self.rules)

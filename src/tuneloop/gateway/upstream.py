@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from tuneloop.gateway.routing import AnswerRejected, AnswerRules, Target, check_answer
+from tuneloop.config import ProviderSettings
+from tuneloop.gateway.routing import Target
 from tuneloop.providers import (
     BaseProvider,
     BreakerSettings,
     Completion,
     FallbackChain,
-    InvalidOutput,
     Message,
+    OutputCheck,
     Provider,
     ProviderTimeout,
     RequestOptions,
@@ -28,7 +29,7 @@ from tuneloop.providers import (
 )
 from tuneloop.store import Store
 
-RulesFor = Callable[[str, RequestOptions], AnswerRules]  # (task, options) → rules
+RulesFor = Callable[[str, RequestOptions], OutputCheck]  # (task, options) → the check
 
 
 class Checked(BaseProvider):
@@ -54,13 +55,10 @@ class Checked(BaseProvider):
         return self._build(self.target.spec)
 
     def _checked(self, completion: Completion, options: RequestOptions) -> Completion:
-        try:
-            text = check_answer(self.task, completion.text, self.rules(self.task, options))
-        except AnswerRejected as exc:
-            raise InvalidOutput(
-                f"{self.name}: {exc.detail}", reason=exc.reason, completion=completion
-            ) from None
-        return completion if text == completion.text else completion.replace(text=text)
+        """The answer normalised, or ``InvalidOutput`` (named after this member) so the chain
+        moves on."""
+        named = completion.replace(provider=self.name)
+        return self.rules(self.task, options).apply(named).replace(provider=completion.provider)
 
     def _deadline(self, options: RequestOptions) -> float:
         return min(self.timeout_s, options.timeout_s or self.timeout_s)
@@ -94,9 +92,11 @@ class Upstream:
         *,
         timeout_s: float,
         breaker: BreakerSettings,
+        providers: Mapping[str, ProviderSettings] | None = None,
         device: str = "auto",
     ) -> None:
         self.store = store
+        self.named = dict(providers or {})
         self.timeout_s = timeout_s
         self.breaker = breaker
         self.device = device
@@ -111,7 +111,9 @@ class Upstream:
             return found
         with self._lock:
             if spec not in self._providers:
-                self._providers[spec] = build_provider(spec, store=self.store, device=self.device)
+                self._providers[spec] = build_provider(
+                    spec, store=self.store, device=self.device, providers=self.named
+                )
             return self._providers[spec]
 
     def chain(self, task: str, targets: Sequence[Target], rules: RulesFor) -> FallbackChain:
