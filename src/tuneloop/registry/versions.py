@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,9 +12,43 @@ from sqlalchemy.exc import IntegrityError
 from tuneloop.errors import InputError
 from tuneloop.store import ModelVersion, Store
 
-# candidate → shadow → canary(%) → production; archived is where a replaced production goes.
-STAGES = ("candidate", "shadow", "canary", "production", "archived")
+
+class Stage(StrEnum):
+    """Where a version is in its life: candidate → shadow → canary(%) → production; archived is
+    where a replaced production (or a retired version) goes."""
+
+    CANDIDATE = "candidate"
+    SHADOW = "shadow"
+    CANARY = "canary"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+STAGES = tuple(stage.value for stage in Stage)
 REGISTER_ATTEMPTS = 5
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def has_weights(path: str | Path | None) -> bool:
+    """Whether ``path`` is a weights file or a folder holding one (a model or an adapter)."""
+    if not path:
+        return False
+    location = Path(path)
+    if location.is_file():
+        return location.suffix in WEIGHT_SUFFIXES
+    return location.is_dir() and any(
+        child.suffix in WEIGHT_SUFFIXES for child in location.iterdir() if child.is_file()
+    )
+
+
+def servable(version: ModelVersion) -> bool:
+    """A version that can answer: its weights exist locally, it lives with a remote backend, or
+    its config names a provider that serves it elsewhere (``serve``, e.g. a vLLM server)."""
+    if (version.config or {}).get("serve"):
+        return True
+    if version.backend == "local":
+        return has_weights(version.artifact_path)
+    return bool(version.remote_id or version.artifact_path)
 
 
 def register_version(
@@ -29,7 +65,20 @@ def register_version(
     backend: str = "local",
     remote_id: str | None = None,
 ) -> ModelVersion:
-    """Add the next version of ``task`` as a candidate; safe when two workers register at once."""
+    """Add the next version of ``task`` as a candidate; safe when two workers register at once.
+
+    A local version is registered only once its weights exist at ``artifact_path`` (a remote
+    one needs its ``remote_id``; one served elsewhere names its provider as ``config.serve``),
+    so no version ever points at nothing.
+    """
+    served_elsewhere = bool((config or {}).get("serve"))
+    if backend == "local" and not served_elsewhere and not has_weights(artifact_path):
+        raise InputError(
+            f"no model weights at {artifact_path}; a version is registered only once its "
+            "weights are in place"
+        )
+    if backend != "local" and not (remote_id or artifact_path or served_elsewhere):
+        raise InputError(f"a {backend} version needs its remote model id")
     for _attempt in range(REGISTER_ATTEMPTS):
         try:
             with store.session() as session:
@@ -65,13 +114,27 @@ def list_versions(store: Store, task: str | None = None) -> list[ModelVersion]:
 
 
 def resolve_version(store: Store, task: str, version: str | int = "latest") -> ModelVersion:
-    """Find ``v3``/``3``, ``latest`` or a stage name (``production``) of a task."""
+    """Find ``v3``/``3``, ``latest`` or a stage name (``production``) of a task.
+
+    ``latest`` is the newest version that can answer (its weights exist), never one whose
+    files are missing.
+    """
+    text = str(version)
+    if text == "latest":
+        with store.session() as session:
+            newest_first = session.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.task == task)
+                .order_by(ModelVersion.version.desc())
+            )
+            found = next((row for row in newest_first if servable(row)), None)
+        if found is None:
+            known = ", ".join(v.name for v in list_versions(store, task)) or "none"
+            raise InputError(f"task {task!r} has no version with weights (known: {known})")
+        return found
     with store.session() as session:
         query = select(ModelVersion).where(ModelVersion.task == task)
-        text = str(version)
-        if text == "latest":
-            query = query.order_by(ModelVersion.version.desc())
-        elif text in STAGES:
+        if text in STAGES:
             query = query.where(ModelVersion.stage == text).order_by(ModelVersion.version.desc())
         else:
             number = text.removeprefix("v")
@@ -88,24 +151,12 @@ def resolve_version(store: Store, task: str, version: str | int = "latest") -> M
 def set_stage(
     store: Store, task: str, version: str | int, stage: str, *, traffic_percent: float = 0.0
 ) -> ModelVersion:
-    """Move a version to a stage; a new production version archives the previous one."""
-    if stage not in STAGES:
-        raise InputError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
-    if not 0 <= traffic_percent <= 100:
-        raise InputError(f"traffic percent must be in [0, 100], got {traffic_percent}")
-    target = resolve_version(store, task, version)
-    with store.session() as session:
-        if stage == "production":
-            for previous in session.scalars(
-                select(ModelVersion).where(
-                    ModelVersion.task == task, ModelVersion.stage == "production"
-                )
-            ):
-                previous.stage, previous.traffic_percent = "archived", 0.0
-        row = session.get_one(ModelVersion, target.id)
-        row.stage = stage
-        row.traffic_percent = 100.0 if stage == "production" else traffic_percent
-    return resolve_version(store, task, target.version)
+    """Move a version to a stage (``promote`` with an explicit stage, recorded in the audit log)."""
+    from tuneloop.registry.stages import promote
+
+    return promote(
+        store, task, version, to=stage, share=traffic_percent if stage == Stage.CANARY else None
+    )
 
 
 def update_metrics(store: Store, version_id: int, metrics: dict[str, Any]) -> None:
