@@ -17,7 +17,7 @@ from tuneloop.capture.records import call_key, content_hash, prepare_log, prompt
 from tuneloop.config import Config
 from tuneloop.errors import InputError
 from tuneloop.store import Feedback, Interaction, Job, JobEvent, JobEventKind, JobStatus
-from tuneloop.store.jobs import JobRecorder
+from tuneloop.store.jobs import JobRecorder, ProgressEvent
 
 PROMPT = [{"role": "user", "content": "Design a settings screen"}]
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -133,10 +133,10 @@ def test_job_states_and_event_kinds_are_typed(store_url: str) -> None:
 
     store = Store(store_url)
     with JobRecorder(store, kind="train", task="t") as job:
-        job.event(JobEventKind.METRIC, {"step": 1, "loss": 2.0})
-        job.event("log", {"message": "hello"})
+        job.event(ProgressEvent(JobEventKind.METRIC, {"step": 1, "loss": 2.0}))
+        job.event(ProgressEvent(JobEventKind.LOG, {"message": "hello"}))
         with pytest.raises(ValueError):
-            job.event("chatter", {})
+            ProgressEvent("chatter", {})  # type: ignore[arg-type]
         job.succeed({"ok": True})
     with store.session() as session:
         row = session.get_one(Job, job.job_id)

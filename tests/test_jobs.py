@@ -24,14 +24,14 @@ from tuneloop.store.jobs import JobRecorder, effective_status
 SRC = str(Path(tuneloop.__file__).resolve().parents[1])
 WORKER = """
 import sys, time
-from tuneloop.store import Store
+from tuneloop.store import JobEventKind, ProgressEvent, Store
 from tuneloop.store.jobs import JobRecorder
 
 store = Store(sys.argv[1])
 with JobRecorder(store, kind="train", task="t", heartbeat_s=0.05) as job:
     print(job.job_id, flush=True)
     for step in range(100_000):
-        job.event("metric", {"step": step, "loss": 1.0})
+        job.event(ProgressEvent(JobEventKind.METRIC, {"step": step, "loss": 1.0}))
         time.sleep(0.01)
 """
 

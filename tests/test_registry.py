@@ -27,8 +27,8 @@ from tuneloop.registry import (
     rollback,
     set_stage,
 )
-from tuneloop.store import Job, ModelVersion, Store
-from tuneloop.store.jobs import JobRecorder
+from tuneloop.store import Job, JobEventKind, ModelVersion, Store
+from tuneloop.store.jobs import JobRecorder, ProgressEvent
 
 
 @pytest.fixture
@@ -237,10 +237,10 @@ def test_merge_copies_a_full_model_and_refuses_a_used_folder(store: Store, tmp_p
 def test_job_recorder_success_and_failure(store: Store) -> None:
     with JobRecorder(store, kind="train", task="t", config={"a": 1}) as job:
         for step in range(3):
-            job.event("metric", {"step": step, "loss": 1.0 / (step + 1)})
+            job.event(ProgressEvent(JobEventKind.METRIC, {"step": step, "loss": 1.0 / (step + 1)}))
         job.succeed({"ok": True})
     with pytest.raises(RuntimeError), JobRecorder(store, kind="train", task="t") as failing:
-        failing.event("log", {"message": "about to fail"})
+        failing.event(ProgressEvent(JobEventKind.LOG, {"message": "about to fail"}))
         raise RuntimeError("boom")
     with store.session() as session:
         done = session.get_one(Job, job.job_id)

@@ -18,7 +18,7 @@ from tuneloop.demo.teacher import Teacher
 from tuneloop.errors import TrainingError
 from tuneloop.providers import CallableProvider
 from tuneloop.registry import list_versions
-from tuneloop.store import Dataset, Job
+from tuneloop.store import Dataset, Job, JobEventKind, ProgressEvent
 from tuneloop.synth import generate_examples
 from tuneloop.train import train_model
 from tuneloop.train.data import IGNORE_INDEX, tokenize_example
@@ -94,7 +94,7 @@ def test_examples_whose_answer_does_not_fit_are_dropped_not_cut(tmp_path: Path) 
         [short, long, short],
         [long],
         tmp_path / "out",
-        on_event=lambda kind, data: events.append((kind, data)),
+        on_event=lambda event: events.append((event.kind, dict(event.data))),
     )
     assert result.dropped_examples == 1
     assert result.eval_loss is None  # the only eval example was dropped: no loss, not NaN
@@ -106,7 +106,7 @@ def test_examples_whose_answer_does_not_fit_are_dropped_not_cut(tmp_path: Path) 
 
 def test_train_registers_v1_then_continues_to_v2(workspace) -> None:
     config, tl, dataset = workspace
-    events: list[dict] = []
+    events: list[ProgressEvent] = []
     v1 = train_model(tl.store, config, dataset, progress=events.append)
     assert v1.name == "v1" and v1.dataset_id == dataset.id
     adapter = Path(v1.artifact_path)
@@ -114,9 +114,9 @@ def test_train_registers_v1_then_continues_to_v2(workspace) -> None:
     assert (adapter.parent / "loss.png").is_file()
     assert (adapter / "adapter_config.json").is_file()
     assert not (config.artifacts_dir / "jobs" / str(v1.job_id)).exists()
-    metrics = [e for e in events if e["kind"] == "metric"]
-    assert metrics and metrics[-1]["step"] == metrics[-1]["total_steps"]
-    assert {"loss", "lr", "eta_s", "tokens_per_s"} <= set(metrics[-1])
+    metrics = [e for e in events if e.kind == JobEventKind.METRIC]
+    assert metrics and metrics[-1].step == metrics[-1].data["total_steps"]
+    assert {"loss", "lr", "eta_s", "tokens_per_s"} <= set(metrics[-1].data)
     training = v1.metrics["training"]
     assert training["trainable_params"] < training["total_params"]
 

@@ -36,7 +36,7 @@ def train(
     """Fine-tune on a dataset version (LoRA by default); registers the task's next version."""
     from tuneloop.curate.build import resolve_dataset
     from tuneloop.registry import resolve_version
-    from tuneloop.store import JobEventKind
+    from tuneloop.store import JobEventKind, ProgressEvent
     from tuneloop.train import train_model
 
     config, store = load(config_path, **overrides)
@@ -53,16 +53,16 @@ def train(
     ) as bars:
         bar = bars.add_task(f"train {task} on {chosen.label}", total=None, loss="–")
 
-        def on_event(event: dict[str, Any]) -> None:
-            if event["kind"] == JobEventKind.METRIC:
+        def on_event(event: ProgressEvent) -> None:
+            if event.kind == JobEventKind.METRIC:
                 bars.update(
                     bar,
-                    completed=event["step"],
-                    total=event["total_steps"],
-                    loss=f"{event['loss']:.3f}",
+                    completed=event.step,
+                    total=event.data["total_steps"],
+                    loss=f"{event.data['loss']:.3f}",
                 )
-            elif event["kind"] == JobEventKind.LOG:
-                bars.console.print(event["message"])
+            elif event.kind == JobEventKind.LOG:
+                bars.console.print(event.data["message"])
 
         version = train_model(store, config, chosen, task=task, parent=parent, progress=on_event)
     training = version.metrics.get("training", {})

@@ -135,7 +135,7 @@ def run_demo(
     from tuneloop.evaluate.runner import evaluate_provider
     from tuneloop.providers import CallableProvider, build_provider, provider_for_version
     from tuneloop.registry import update_metrics
-    from tuneloop.store import JobEventKind
+    from tuneloop.store import JobEventKind, ProgressEvent
     from tuneloop.synth import generate_examples
     from tuneloop.train import train_model
 
@@ -217,9 +217,9 @@ def run_demo(
     summary.models["base"] = evaluate("base", build_provider(config.train.base_model))
     train_progress = progress("train v1", 1)
 
-    def on_train_event(event: dict[str, Any]) -> None:
-        if event.get("kind") == JobEventKind.METRIC:
-            train_progress(event["step"], event["total_steps"])
+    def on_train_event(event: ProgressEvent) -> None:
+        if event.kind == JobEventKind.METRIC and event.step is not None:
+            train_progress(event.step, event.data["total_steps"])
 
     version = train_model(tl.store, config, dataset, task=DEMO_TASK, progress=on_train_event)
     summary.training = version.metrics.get("training", {})

@@ -3,6 +3,8 @@
 from tuneloop.store.engine import Store
 from tuneloop.store.jobs import (
     JobRecorder,
+    ProgressCallback,
+    ProgressEvent,
     cancel_job,
     effective_status,
     get_job,
@@ -47,6 +49,8 @@ __all__ = [
     "JudgeAnswer",
     "ModelVersion",
     "OptOut",
+    "ProgressCallback",
+    "ProgressEvent",
     "StageChange",
     "Store",
     "cancel_job",

@@ -13,8 +13,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType, TracebackType
 from typing import Any
@@ -59,6 +60,27 @@ def stop_on_signals(what: str) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One thing a job reports: a metric at a step, a log line, or progress. The same object
+    goes to the store (``JobRecorder.event``) and to whoever shows progress."""
+
+    kind: JobEventKind
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", JobEventKind(self.kind))  # ValueError for unknown kinds
+
+    @property
+    def step(self) -> int | None:
+        step = self.data.get("step")
+        return step if isinstance(step, int) else None
+
+
+# The one callback signature for progress, from the recipe up to the CLI and the demo.
+ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class JobRecorder:
@@ -134,10 +156,10 @@ class JobRecorder:
         if self._cancel.is_set():
             raise Interrupted(f"job {self.job_id} cancelled (tuneloop jobs cancel)")
 
-    def event(self, kind: JobEventKind | str, data: dict[str, Any]) -> None:
+    def event(self, event: ProgressEvent) -> None:
         self.check()
         self._buffer.append(
-            JobEvent(job_id=self.job_id, kind=JobEventKind(kind), step=data.get("step"), data=data)
+            JobEvent(job_id=self.job_id, kind=event.kind, step=event.step, data=dict(event.data))
         )
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()

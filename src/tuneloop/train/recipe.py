@@ -11,18 +11,16 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
-from tuneloop.store import JobEventKind
+from tuneloop.store import JobEventKind, ProgressCallback, ProgressEvent
 from tuneloop.train.data import TokenizedExample, collate, tokenize_examples
 from tuneloop.train.precision import autocast, resolve_precision
 
-EventCallback = Callable[[str, dict[str, Any]], None]
 LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
 
 
@@ -65,7 +63,7 @@ def finetune(
     out_dir: Path,
     *,
     parent_adapter: Path | None = None,
-    on_event: EventCallback | None = None,
+    on_event: ProgressCallback | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` on chat examples; save the adapter (or full model)."""
     import torch
@@ -73,7 +71,10 @@ def finetune(
 
     from tuneloop.hfmodels import load_pretrained, pick_device
 
-    emit = on_event or (lambda _kind, _data: None)
+    def emit(kind: JobEventKind, data: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(ProgressEvent(kind, data))
+
     if not train_examples:
         raise TrainingError("the training split is empty")
     started = time.perf_counter()

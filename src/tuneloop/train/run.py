@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tuneloop.config import Config, TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.registry import register_version
-from tuneloop.store import Dataset, ModelVersion, Store
-from tuneloop.store.jobs import JobRecorder
+from tuneloop.store import (
+    Dataset,
+    JobRecorder,
+    ModelVersion,
+    ProgressCallback,
+    ProgressEvent,
+    Store,
+)
 from tuneloop.train.plots import save_loss_plot
-
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 def train_model(
@@ -67,10 +69,10 @@ def train_model(
     ) as job:
         work_dir = config.artifacts_dir / "jobs" / str(job.job_id)
 
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            job.event(kind, data)
+        def on_event(event: ProgressEvent) -> None:
+            job.event(event)
             if progress is not None:
-                progress({"kind": kind, **data})
+                progress(event)
 
         weights = "adapter" if train_config.method == "lora" else "model"
         result = finetune(
