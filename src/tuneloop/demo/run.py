@@ -242,7 +242,7 @@ def run_demo(
     )
     summary.plots = {
         "comparison": str(chart) if chart else None,
-        "loss": str(Path(version.artifact_path).parent / "loss.png"),
+        "loss": str(Path(version.artifact_path or ".").parent / "loss.png"),
     }
     summary.wall_s = time.perf_counter() - started
     return summary

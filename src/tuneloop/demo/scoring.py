@@ -50,11 +50,12 @@ def eval_sets(eval_records: Sequence[Mapping[str, Any]], count: int) -> list[dic
         picked.append(record)
         if len(picked) == count:
             break
-    seen, new = [], []
+    seen: list[dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
     for index, record in enumerate(picked):
         messages = list(record["messages"])
         request = parse_request(_user_prompt(messages))
-        parts = {
+        parts: dict[str, Any] = {
             "category": request.category,
             "platform": request.platform,
             "subject": request.subject,
