@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneloop.formats import type_name
+
 ROLES = ("system", "user", "assistant", "tool")
 NON_EMPTY_ROLES = ("user", "assistant")
 
@@ -15,7 +17,7 @@ NON_EMPTY_ROLES = ("user", "assistant")
 def validate_example(example: Any) -> list[str]:
     """Every problem of one ``{"messages": [...]}`` example; an empty list means it is valid."""
     if not isinstance(example, dict):
-        return [f"example must be a JSON object, not {_type_name(example)}"]
+        return [f"example must be a JSON object, not {type_name(example)}"]
     if "messages" not in example:
         return ["missing key 'messages'"]
     messages = example["messages"]
@@ -26,7 +28,7 @@ def validate_example(example: Any) -> list[str]:
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            problems.append(f"{where} must be an object, not {_type_name(message)}")
+            problems.append(f"{where} must be an object, not {type_name(message)}")
             roles.append(None)
             continue
         role = message.get("role")
@@ -35,7 +37,7 @@ def validate_example(example: Any) -> list[str]:
             problems.append(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
         content = message.get("content")
         if not isinstance(content, str):
-            problems.append(f"{where}: content must be a string, not {_type_name(content)}")
+            problems.append(f"{where}: content must be a string, not {type_name(content)}")
         elif role in NON_EMPTY_ROLES and not content.strip():
             problems.append(f"{where}: {role} content is empty")
         if role == "system" and index > 0:
@@ -45,15 +47,3 @@ def validate_example(example: Any) -> list[str]:
     if roles[-1] != "assistant":
         problems.append("the last message must be from the assistant (the training target)")
     return problems
-
-
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
