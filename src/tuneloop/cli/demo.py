@@ -105,7 +105,14 @@ def _print_summary(result: dict[str, Any]) -> None:
         if row.get("latency_ms") is not None
     )
     if speed:
-        console.print(f"speed: {speed}")
+        batch = max((row.get("batch_size") or 1) for row in result["models"].values())
+        how = (
+            f" (answered in batches of {batch}: latency is a batch's measured wall time, "
+            "tokens/s the batch throughput)"
+            if batch > 1
+            else " (one request at a time)"
+        )
+        console.print(f"speed{how}: {speed}")
     teacher = result["models"].get("teacher", {})
     if teacher.get("note"):
         console.print(f"teacher: {teacher['note']}")

@@ -211,6 +211,7 @@ def run_demo(
             **scored["all"],
             "latency_ms": run.metrics.get("latency_ms"),
             "tokens_per_s": run.metrics.get("tokens_per_s"),
+            "batch_size": run.metrics.get("batch_size"),
             "wording": {wording: scored[wording] for wording in WORDINGS},
         }
 
