@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from tuneloop.capture import scoring
@@ -164,14 +164,48 @@ class Batch:
         } - self._known_prompts
         since = utcnow() - timedelta(seconds=self.capture.regenerate_window_s)
         hashes = sorted({prompt for prompt, _, _ in prompts})
-        for start in range(0, len(hashes), CHUNK):
-            found = self.session.scalars(
-                select(Interaction)
+        # Only the newest call of each (prompt, tenant, session) of this batch matters: filter by
+        # the batch's sessions (or tenants, for calls without a session) and keep the newest in
+        # SQL, so a popular prompt asked in many other sessions loads nothing.
+        session_ids = sorted({session for _, _, session in prompts if session is not None})
+        bare_tenants = sorted(
+            {tenant for _, tenant, session in prompts if session is None and tenant is not None}
+        )
+        scope = []
+        if session_ids:
+            scope.append(Interaction.session_id.in_(session_ids))
+        if bare_tenants:
+            scope.append(
+                and_(Interaction.session_id.is_(None), Interaction.tenant.in_(bare_tenants))
+            )
+        for start in range(0, len(hashes) if scope else 0, CHUNK):
+            newest_call = (
+                select(
+                    Interaction.prompt_hash,
+                    Interaction.tenant,
+                    Interaction.session_id,
+                    func.max(Interaction.created_at).label("newest"),
+                )
                 .where(
                     Interaction.prompt_hash.in_(hashes[start : start + CHUNK]),
                     Interaction.created_at >= since,
+                    or_(*scope),
                 )
-                .with_for_update()
+                .group_by(Interaction.prompt_hash, Interaction.tenant, Interaction.session_id)
+                .subquery()
+            )
+            found = self.session.scalars(
+                select(Interaction)
+                .join(
+                    newest_call,
+                    and_(
+                        Interaction.prompt_hash == newest_call.c.prompt_hash,
+                        Interaction.tenant.is_not_distinct_from(newest_call.c.tenant),
+                        Interaction.session_id.is_not_distinct_from(newest_call.c.session_id),
+                        Interaction.created_at == newest_call.c.newest,
+                    ),
+                )
+                .with_for_update(of=Interaction)
             )
             for row in found:
                 key = (row.prompt_hash, row.tenant, row.session_id)
