@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.progress import Progress
 from typer.core import TyperGroup
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 class _RunByDefault(TyperGroup):
     """Arguments that are not a subcommand go to ``run`` (``eval base v1``)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["run", *args]
         return super().parse_args(ctx, args)

@@ -366,15 +366,21 @@ def aggregate(
     }
     if group_by:
         summary["breakdown"] = {
-            key: breakdown(
-                results,
-                lambda r, key=key: r.scores.get("groups", {}).get(key, "(none)"),
-                lambda r, score: r.scores.get(score),
-                list(scored.values()),
-            )
+            key: breakdown(results, _group_of(key), _score_of, list(scored.values()))
             for key in group_by
         }
     return summary
+
+
+def _group_of(key: str) -> Callable[[EvalResult], str]:
+    def group(result: EvalResult) -> str:
+        return str(result.scores.get("groups", {}).get(key, "(none)"))
+
+    return group
+
+
+def _score_of(result: EvalResult, score: str) -> Any:
+    return result.scores.get(score)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -103,11 +103,11 @@ class Suite(_Section):
     name: str
     task: str | None = None
     description: str = ""
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)  # type: ignore[arg-type]
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     models: dict[str, str]
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec)  # type: ignore[arg-type]
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     judge: JudgeSpec | None = None
-    rating: RatingSpec = Field(default_factory=RatingSpec)  # type: ignore[arg-type]
+    rating: RatingSpec = Field(default_factory=RatingSpec)
     gate: GateSpec | None = None
     max_new_tokens: int | None = Field(None, ge=1)
     path: Path | None = Field(None, exclude=True)
