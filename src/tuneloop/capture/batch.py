@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from tuneloop.capture import scoring
@@ -171,7 +171,7 @@ class Batch:
         bare_tenants = sorted(
             {tenant for _, tenant, session in prompts if session is None and tenant is not None}
         )
-        scope = []
+        scope: list[ColumnElement[bool]] = []
         if session_ids:
             scope.append(Interaction.session_id.in_(session_ids))
         if bare_tenants:
