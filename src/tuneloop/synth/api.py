@@ -1,0 +1,91 @@
+"""``synthesize``: one pipeline run from file to store and files, as the CLI and tests use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneloop.errors import InputError
+from tuneloop.synth.output import (
+    RUN_FILE,
+    drop_near_duplicates,
+    mark_running,
+    read_run,
+    run_dir,
+    store_examples,
+    summary,
+    to_examples,
+    write_files,
+)
+from tuneloop.synth.pipeline import load_pipeline
+from tuneloop.synth.runner import Progress, run_pipeline
+
+if TYPE_CHECKING:
+    from tuneloop.config import Config
+
+CACHE_FILE = "cache.sqlite"
+
+
+def cache_path(config: Config) -> Path:
+    """One answer cache per workspace: the same request is never paid for twice, by any run."""
+    return config.workspace / "synth" / CACHE_FILE
+
+
+def synthesize(
+    config: Config,
+    pipeline_file: Path,
+    *,
+    n: int | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline; returns the run summary (also written as the run-metadata file).
+
+    A run that was interrupted (its metadata still says ``running``) is only continued with
+    ``resume``, so a second terminal cannot start the same paid run by accident.
+    """
+    from tuneloop.capture import Tuneloop
+    from tuneloop.store import Store
+
+    pipeline = load_pipeline(pipeline_file, providers=config.providers)
+    count = n or pipeline.n
+    directory = run_dir(config.workspace, pipeline)
+    previous = read_run(directory / RUN_FILE)
+    if previous is not None and previous.get("status") == "running" and not resume:
+        raise InputError(
+            f"{pipeline_file}: pipeline {pipeline.name!r} has an interrupted run; "
+            "add --resume to continue it (answers already paid for are reused)"
+        )
+    mark_running(directory, pipeline, count)
+    store = Store(config.store_url)
+    try:
+        result = run_pipeline(
+            pipeline,
+            cache_path(config),
+            n=count,
+            store=store,
+            providers=config.providers,
+            progress=progress,
+        )
+        examples = drop_near_duplicates(
+            to_examples(pipeline, result), pipeline.output.near_dup_threshold
+        )
+        run_summary = summary(pipeline, result, examples, n=count)
+        run_summary["stored"] = store_examples(Tuneloop(config, store), pipeline, result, examples)
+        run_summary["files"] = {
+            key: str(path) for key, path in write_files(directory, examples, run_summary).items()
+        }
+        return run_summary
+    finally:
+        store.close()
+
+
+def run_statuses(config: Config) -> list[dict[str, Any]]:
+    """The latest run of every pipeline in the workspace, from its run-metadata file."""
+    root = config.workspace / "synth"
+    runs = []
+    for path in sorted(root.glob(f"*/{RUN_FILE}")) if root.is_dir() else []:
+        state = read_run(path)
+        if state is not None:
+            runs.append(state)
+    return runs
