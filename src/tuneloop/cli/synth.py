@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -41,16 +42,7 @@ def run(
     from tuneloop.synth import synthesize
 
     config = load_config(config_path)
-    columns = (
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]:>7.1f}/s"),
-        TimeRemainingColumn(),
-        TextColumn("${task.fields[spend]:.4f}"),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    with Progress(*_columns(), console=err_console) as progress:
         bars: dict[str, Any] = {}
 
         def update(step: str, done: int, total: int, spend: float) -> None:
@@ -62,6 +54,19 @@ def run(
 
         summary = synthesize(config, pipeline, n=n, resume=resume, progress=update)
     _print_summary(summary)
+
+
+def _columns() -> tuple[ProgressColumn, ...]:
+    """Step, bar, done/total, percent, calls per second, time left, money spent so far."""
+    return (
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]:>7.1f}/s"),
+        TimeRemainingColumn(),
+        TextColumn("${task.fields[spend]:.4f}"),
+    )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -85,6 +90,47 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(
         f"{summary['examples']} examples ({summary['near_duplicates_dropped']} near-duplicates "
         f"dropped), {summary['stored']} in the store; files in {folder}"
+    )
+
+
+@synth_app.command("vary")
+def vary(
+    source: Annotated[
+        str, typer.Argument(help="dataset:NAME[@vN], store:TASK, or a file/folder in any format.")
+    ],
+    provider: Annotated[str, typer.Option("--provider", "-p", help="Provider spec to ask.")],
+    task: Annotated[str, typer.Option(help="Task the new examples are stored under.")],
+    per_example: Annotated[int, typer.Option(min=1, max=20, help="New requests per example.")] = 3,
+    limit: Annotated[int | None, typer.Option(min=1, help="Vary at most this many.")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """New realistic requests for existing answers (the answers are kept)."""
+    from tuneloop.config import load_config
+    from tuneloop.synth import vary_and_store
+
+    config = load_config(config_path)
+    with Progress(*_columns(), console=err_console) as progress:
+        bar = progress.add_task("vary", total=None, rate=0.0, spend=0.0)
+
+        def update(done: int, total: int) -> None:
+            elapsed = progress.tasks[bar].elapsed
+            progress.update(bar, completed=done, total=total, rate=done / elapsed if elapsed else 0)
+
+        result = vary_and_store(
+            config,
+            source,
+            provider,
+            task=task,
+            per_example=per_example,
+            limit=limit,
+            progress=update,
+        )
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(result["failures_by_reason"].items()))
+    console.print(
+        f"{result['variations']} new examples from {result['source_examples']} "
+        f"({result['stored']} in the store, {result['cached']} answers from the cache, "
+        f"${result['cost_usd']:.4f}){'; failed: ' + failures if failures else ''}; "
+        f"file {result['file']}"
     )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneloop.errors import InputError
+from tuneloop.jsontext import dumps_canonical
 from tuneloop.synth.output import (
     RUN_FILE,
     drop_near_duplicates,
@@ -89,3 +93,68 @@ def run_statuses(config: Config) -> list[dict[str, Any]]:
         if state is not None:
             runs.append(state)
     return runs
+
+
+def vary_and_store(
+    config: Config,
+    source: str,
+    provider_spec: str,
+    *,
+    task: str,
+    per_example: int = 3,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Vary the prompts of ``source``'s examples; store them as synthetic and write a JSONL."""
+    from tuneloop.capture import Tuneloop
+    from tuneloop.formats import atomic_write_text
+    from tuneloop.providers import build_provider
+    from tuneloop.store import Store
+    from tuneloop.synth.cache import AnswerCache
+    from tuneloop.synth.vary import load_examples, vary_prompts
+
+    examples = load_examples(source, config, limit=limit)
+    if not examples:
+        raise InputError(f"{source}: no chat examples to vary")
+    store = Store(config.store_url)
+    cache = AnswerCache(cache_path(config))
+    try:
+        provider = build_provider(provider_spec, store=store, providers=config.providers)
+        report = vary_prompts(
+            provider, examples, per_example=per_example, cache=cache, progress=progress
+        )
+        client = Tuneloop(config, store)
+        stored = 0
+        for variation in report.examples:
+            digest = hashlib.sha256(
+                dumps_canonical([provider_spec, variation.messages]).encode()
+            ).hexdigest()[:24]
+            stored += (
+                client.log(
+                    variation.messages[:-1],
+                    variation.messages[-1]["content"],
+                    id=f"synth-vary-{digest}",
+                    task=task,
+                    provider=provider.name,
+                    source="synthetic",
+                    metadata={**variation.metadata, "pipeline": "vary", "step": "vary"},
+                )
+                is not None
+            )
+        path = config.workspace / "synth" / "vary" / "examples.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            path, "".join(json.dumps({"messages": v.messages}) + "\n" for v in report.examples)
+        )
+    finally:
+        cache.close()
+        store.close()
+    return {
+        "source_examples": len(examples),
+        "variations": len(report.examples),
+        "stored": stored,
+        "cached": report.cached,
+        "failures_by_reason": dict(report.failures),
+        "cost_usd": round(report.cost_usd, 8),
+        "file": str(path),
+    }

@@ -144,8 +144,9 @@ def summary(
 def write_files(
     directory: Path, examples: list[SynthExample], run_summary: dict[str, Any]
 ) -> dict[str, Path]:
-    """The three files, each written to a temporary name and renamed (never half-written)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """The three files, each written beside its target and renamed (never half-written)."""
+    from tuneloop.formats import atomic_write_text
+
     lines = "".join(json.dumps({"messages": e.messages}) + "\n" for e in examples)
     detailed = json.dumps([asdict(example) for example in examples], indent=2)
     metadata = json.dumps(
@@ -157,22 +158,19 @@ def write_files(
         "run": directory / RUN_FILE,
     }
     for key, text in (("examples", lines), ("detailed", detailed), ("run", metadata)):
-        temporary = paths[key].with_suffix(".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(paths[key])
+        atomic_write_text(paths[key], text)
     return paths
 
 
 def mark_running(directory: Path, pipeline: Pipeline, n: int) -> None:
     """Say a run started, so ``synth status`` and the next run can tell it was interrupted."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from tuneloop.formats import atomic_write_text
+
     path = directory / RUN_FILE
     previous = read_run(path) or {}
     state = {**previous, "pipeline": pipeline.name, "status": "running", "inputs": n}
     state["started_at"] = time.time()
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    temporary.replace(path)
+    atomic_write_text(path, json.dumps(state, indent=2))
 
 
 def read_run(path: Path) -> dict[str, Any] | None:
