@@ -42,6 +42,8 @@ class AnswerCache:
         self.path = path
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Durable across a killed process (what resuming needs) without an fsync per answer.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
             "provider TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, "

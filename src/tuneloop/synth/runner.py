@@ -159,6 +159,12 @@ class Runner:
         self.cache = cache
         self.progress = progress
         self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
+        self.templates = {
+            (step.name, field): self.env.from_string(text)
+            for step in pipeline.steps
+            for field, text in (("prompt", step.prompt), ("system", step.system))
+            if text is not None
+        }
         self.limiters: dict[str, RateLimiter] = {}
         self.providers = {
             step.name: build_step_provider(
@@ -183,6 +189,10 @@ class Runner:
             nodes = await self._run_step(step, nodes, semaphore)
             if step.name == self.pipeline.answer_step.name:
                 outputs = nodes
+        # HTTP clients live per event loop inside the providers: let them go while this loop
+        # still runs, so their connections close here rather than on a closed loop later.
+        self.providers.clear()
+        await asyncio.sleep(0)
         return RunResult(
             outputs, self.stats, self.failures, self.spend, time.perf_counter() - started
         )
@@ -217,11 +227,10 @@ class Runner:
     def messages_for(self, step: Step, variables: dict[str, Any]) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         if step.system is not None:
-            system = self.env.from_string(step.system).render(variables)
+            system = self.templates[step.name, "system"].render(variables)
             messages.append({"role": "system", "content": system})
-        messages.append(
-            {"role": "user", "content": self.env.from_string(step.prompt).render(variables)}
-        )
+        user = self.templates[step.name, "prompt"].render(variables)
+        messages.append({"role": "user", "content": user})
         return messages
 
     async def _call(self, step: Step, node: Node, k: int) -> Node | None:
