@@ -24,3 +24,14 @@ def kill_after(text: str, value: Any, variables: dict[str, Any]) -> bool:
         if seen >= int(limit):
             os.kill(os.getpid(), signal.SIGKILL)
     return True
+
+
+def scenario(messages: list[dict[str, Any]]) -> str:
+    """A JSON scenario whose title repeats the request (so each input gets its own)."""
+    content = str(messages[-1]["content"])
+    return '{"title": "' + content + '", "audience": "new customers"}'
+
+
+def long_enough(text: str, value: Any, variables: dict[str, Any]) -> bool:
+    """A custom gate: drops the answers to sample 1 of every scenario."""
+    return "sample 1" not in text

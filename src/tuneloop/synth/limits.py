@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from tuneloop.providers import BaseProvider, Completion, Message, Provider, RequestOptions
 
@@ -20,9 +20,18 @@ WINDOW_S = 60.0
 class RateLimiter:
     """At most ``rpm`` calls and ``tpm`` tokens in any minute (either may be None: no limit)."""
 
-    def __init__(self, rpm: int | None, tpm: int | None) -> None:
+    def __init__(
+        self,
+        rpm: int | None,
+        tpm: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rpm = rpm
         self.tpm = tpm
+        self._clock = clock
+        self._sleep = sleep
         self._window: deque[tuple[float, int]] = deque()
         self._lock = asyncio.Lock()
 
@@ -31,7 +40,7 @@ class RateLimiter:
             tokens = min(tokens, self.tpm)  # a call larger than the budget waits for a clear minute
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 while self._window and self._window[0][0] <= now - WINDOW_S:
                     self._window.popleft()
                 used = sum(spent for _, spent in self._window)
@@ -40,7 +49,7 @@ class RateLimiter:
                 if calls_ok and tokens_ok:
                     self._window.append((now, tokens))
                     return
-                await asyncio.sleep(max(0.001, self._window[0][0] + WINDOW_S - now))
+                await self._sleep(max(0.001, self._window[0][0] + WINDOW_S - now))
 
 
 class Limited(BaseProvider):

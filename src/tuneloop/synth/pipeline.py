@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tuneloop.errors import InputError
 
 Parser = Literal["text", "json", "json_schema"]
-RESERVED = ("item", "index")  # template variables every step gets
+RESERVED = ("item", "index", "sample")  # index: the input's number; sample: fan-out number
 
 
 class Gates(BaseModel):

@@ -238,7 +238,7 @@ class Runner:
 
         stats = self.stats[step.name]
         path = f"{node.path}.{k}"
-        variables = {**node.variables, "item": node.variables}
+        variables = {**node.variables, "item": node.variables, "sample": k}
         try:
             messages = self.messages_for(step, variables)
         except TemplateError as exc:
