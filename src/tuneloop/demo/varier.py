@@ -34,7 +34,8 @@ def vary_requests(messages: list[dict[str, Any]]) -> str:
     prompt = str(messages[-1].get("content", ""))
     match = _ORIGINAL.search(prompt)
     original = match.group(1) if match else prompt
-    count = int(_COUNT.search(prompt).group(1)) if _COUNT.search(prompt) else 3
+    asked = _COUNT.search(prompt)
+    count = int(asked.group(1)) if asked else 3
     request = parse_request(original)
     rng = random.Random(hashlib.sha256(original.encode()).digest())
     parts = {

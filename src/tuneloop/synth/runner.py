@@ -249,15 +249,17 @@ class Runner:
         params = {"max_tokens": step.max_tokens, "temperature": step.temperature}
         key = request_key(",".join(step.members), messages, params, seed)
         stats.calls += 1
-        answer = self.cache.get(key)
-        if answer is not None:
+        cached = self.cache.get(key)
+        if cached is not None:
             stats.cached += 1
+            answer = cached
         else:
-            answer = await self._ask(step, messages, seed)
-            if isinstance(answer, ProviderError):
+            asked = await self._ask(step, messages, seed)
+            if isinstance(asked, ProviderError):
                 stats.failed += 1
-                self._fail(step, path, error_kind(answer), str(answer)[:300])
+                self._fail(step, path, error_kind(asked), str(asked)[:300])
                 return None
+            answer = asked
             self.cache.put(key, answer)
             spend = self.spend.setdefault(answer.provider, ProviderSpend())
             spend.calls += 1
