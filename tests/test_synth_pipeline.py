@@ -87,3 +87,29 @@ def test_not_toml_and_unknown_fields(tmp_path: Path) -> None:
         load_pipeline(write(tmp_path, "name = "), environ=KEYS)
     with pytest.raises(InputError, match=r"step 'idea', field 'fanout'"):
         load_pipeline(write(tmp_path, GOOD.replace('name = "idea"', 'name = "idea"\nfanout = 2')))
+
+
+def test_limits_must_name_a_provider_a_step_uses(tmp_path: Path) -> None:
+    limit = '\nlimits = { "openai:gpt-4o" = { rpm = 5 } }'
+    text = GOOD.replace('task = "support"', 'task = "support"' + limit)
+    with pytest.raises(InputError, match=r"limits, field 'openai:gpt-4o': no step uses"):
+        load_pipeline(write(tmp_path, text), environ=KEYS)
+
+
+def test_limits_wrap_the_chain_member_they_name(tmp_path: Path) -> None:
+    from tuneloop.providers import FallbackChain
+    from tuneloop.synth.limits import Limited, RateLimiter
+    from tuneloop.synth.runner import build_step_provider
+
+    limit = '\nlimits = { "openai:gpt-4o-mini" = { rpm = 5, tpm = 9000 } }'
+    pipeline = load_pipeline(
+        write(tmp_path, GOOD.replace('task = "support"', 'task = "support"' + limit)),
+        environ=KEYS,
+    )
+    limiters: dict[str, RateLimiter] = {}
+    provider = build_step_provider(pipeline.steps[1], pipeline, limiters)
+    assert isinstance(provider, FallbackChain)
+    first, second = provider.members
+    assert isinstance(first, Limited) and first.limiter is limiters["openai:gpt-4o-mini"]
+    assert (first.limiter.rpm, first.limiter.tpm) == (5, 9000)
+    assert not isinstance(second, Limited)

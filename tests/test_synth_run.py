@@ -224,3 +224,27 @@ def test_a_killed_run_resumes_without_repeating_a_call_and_ends_as_an_uninterrup
         killed_file = tmp_path / "killed" / "synth" / "support" / name
         whole_file = tmp_path / "whole" / "synth" / "support" / name
         assert killed_file.read_text() == whole_file.read_text()
+
+
+@pytest.mark.usefixtures("keys")
+def test_near_copies_of_existing_data_are_dropped(tmp_path: Path) -> None:
+    from tuneloop.capture import Tuneloop
+
+    first = Config.model_validate({"workspace": str(tmp_path / "first")})
+    summary = synthesize(first, pipeline_file(tmp_path), n=3)
+    line = Path(summary["files"]["examples"]).read_text().splitlines()[1]
+    messages = json.loads(line)["messages"]
+
+    second = Config.model_validate({"workspace": str(tmp_path / "second")})
+    with Tuneloop(second) as client:
+        client.log(
+            messages[:-1],
+            "An answer written earlier by someone else, for the same request.",
+            task="support",
+            source="synthetic",
+            metadata={"pipeline": "handwritten"},
+        )
+    again = synthesize(second, pipeline_file(tmp_path), n=3)
+    assert again["examples"] == 2 and again["near_duplicates_dropped"] == 1
+    kept = Path(again["files"]["examples"]).read_text().splitlines()
+    assert line not in kept

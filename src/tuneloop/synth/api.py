@@ -13,6 +13,7 @@ from tuneloop.jsontext import dumps_canonical
 from tuneloop.synth.output import (
     RUN_FILE,
     drop_near_duplicates,
+    existing_examples,
     mark_running,
     read_run,
     run_dir,
@@ -72,7 +73,9 @@ def synthesize(
             progress=progress,
         )
         examples = drop_near_duplicates(
-            to_examples(pipeline, result), pipeline.output.near_dup_threshold
+            to_examples(pipeline, result),
+            pipeline.output.near_dup_threshold,
+            existing_examples(store, config, pipeline),
         )
         run_summary = summary(pipeline, result, examples, n=count)
         run_summary["stored"] = store_examples(Tuneloop(config, store), pipeline, result, examples)

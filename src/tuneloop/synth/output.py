@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,9 @@ from tuneloop.synth.runner import Node, RunResult
 
 if TYPE_CHECKING:
     from tuneloop.capture import Tuneloop
+    from tuneloop.config import Config
+    from tuneloop.curate import Example
+    from tuneloop.store import Store
 
 EXAMPLES_FILE = "examples.jsonl"
 DETAILED_FILE = "examples_detailed.json"
@@ -80,21 +84,41 @@ def _visible(node: Node) -> dict[str, Any]:
     return {**node.variables, "item": node.variables}
 
 
-def drop_near_duplicates(examples: list[SynthExample], threshold: float) -> list[SynthExample]:
-    """Near-duplicate prompts among the new examples go, through curate's dedup."""
+def drop_near_duplicates(
+    examples: list[SynthExample], threshold: float, existing: Sequence[Example] = ()
+) -> list[SynthExample]:
+    """New examples whose prompt nearly repeats another new one, or one of ``existing`` (the
+    task's data as curation selects it), go, through curate's dedup.
+
+    Existing examples are given a reward above any real one, so dedup (which keeps the best
+    rewarded member of each cluster) always keeps them and drops the new near-copy.
+    """
     from tuneloop.curate import Example, remove_near_duplicates
 
-    if len(examples) < 2:
+    if len(examples) + len(existing) < 2:
         return examples
     wrapped = [
         Example(interaction_id=example.id, messages=example.messages, source="synthetic")
         for example in examples
     ]
+    anchors = [
+        Example(interaction_id=f"existing:{e.interaction_id}", messages=e.messages, reward=2.0)
+        for e in existing
+    ]
     kept_ids = {
         example.interaction_id
-        for example in remove_near_duplicates(wrapped, threshold=threshold).kept
+        for example in remove_near_duplicates([*anchors, *wrapped], threshold=threshold).kept
     }
     return [example for example in examples if example.id in kept_ids]
+
+
+def existing_examples(store: Store, config: Config, pipeline: Pipeline) -> list[Example]:
+    """The task's examples as curation would select them, less this pipeline's own earlier
+    output (a re-run must find its examples again, not drop them as near-copies)."""
+    from tuneloop.curate import select_examples
+
+    selection = select_examples(store, config.curate, task=pipeline.task)
+    return [e for e in selection.examples if e.metadata.get("pipeline") != pipeline.name]
 
 
 def store_examples(

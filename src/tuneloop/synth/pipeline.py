@@ -188,6 +188,13 @@ def check_pipeline(
         for spec in step.gates.custom:
             _check_import(spec, f"{where}, field 'gates.custom'")
         seen.append(step.name)
+    used_specs = {spec for step in pipeline.steps for spec in step.members}
+    for spec in pipeline.limits:
+        if spec not in used_specs:
+            raise InputError(
+                f"{source}: limits, field {spec!r}: no step uses this provider "
+                f"(limits are keyed by the provider spec exactly as a step names it)"
+            )
     if pipeline.output.step is not None and pipeline.output.step not in names:
         raise InputError(
             f"{source}: output, field 'step': unknown step {pipeline.output.step!r} "
