@@ -174,6 +174,7 @@ def test_gates_reject_and_say_why(tmp_path: Path, fake_openai: FakeAPI) -> None:
     summary = synthesize(config, pipeline_file(tmp_path, concurrency=1), n=5)
     assert summary["examples"] == 3
     assert summary["failures_by_reason"] == {"gate:min_words": 2}
+    assert summary["rejected"] == 2 and summary["failed"] == 0
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tuneloop.cli.common import ConfigOption, console, err_console
+from tuneloop.errors import TuneloopError
 
 synth_app = typer.Typer(help="Synthetic examples from pipeline files.", no_args_is_help=True)
 
@@ -52,7 +53,13 @@ def run(
             rate = done / task.elapsed if task.elapsed else 0.0
             progress.update(bars[step], completed=done, rate=rate, spend=spend)
 
-        summary = synthesize(config, pipeline, n=n, resume=resume, progress=update)
+        try:
+            summary = synthesize(config, pipeline, n=n, resume=resume, progress=update)
+        except KeyboardInterrupt:
+            raise TuneloopError(
+                f"{pipeline}: interrupted; every answer received so far is cached, "
+                "run again with --resume to continue without paying twice"
+            ) from None
     _print_summary(summary)
 
 
@@ -85,7 +92,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     if summary["failures_by_reason"]:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["failures_by_reason"].items()))
-        console.print(f"failed or rejected: {reasons} (a re-run retries failed calls only)")
+        retry = " (a re-run retries the failed calls only)" if summary["failed"] else ""
+        console.print(f"failed or rejected: {reasons}{retry}")
     folder = Path(summary["files"]["run"]).parent
     console.print(
         f"{summary['examples']} examples ({summary['near_duplicates_dropped']} near-duplicates "
@@ -144,7 +152,7 @@ def status(config_path: ConfigOption = None) -> None:
     if not runs:
         console.print("no synthesis runs in this workspace")
         return
-    table = Table("pipeline", "status", "inputs", "examples", "failed", "cost $")
+    table = Table("pipeline", "status", "inputs", "examples", "failed", "rejected", "cost $")
     for state in runs:
         table.add_row(
             str(state.get("pipeline")),
@@ -152,6 +160,7 @@ def status(config_path: ConfigOption = None) -> None:
             str(state.get("inputs", "")),
             str(state.get("examples", "")),
             str(state.get("failed", "")),
+            str(state.get("rejected", "")),
             f"{state['cost_usd']:.4f}" if "cost_usd" in state else "",
         )
     console.print(table)

@@ -83,12 +83,26 @@ class RunResult:
     seconds: float
 
     @property
+    def failed(self) -> int:
+        """Calls that got no answer (retried by the next run), not outputs a gate turned down."""
+        return sum(1 for failure in self.failures if not is_rejection(failure["reason"]))
+
+    @property
+    def rejected(self) -> int:
+        return len(self.failures) - self.failed
+
+    @property
     def failures_by_reason(self) -> dict[str, int]:
         return dict(Counter(failure["reason"] for failure in self.failures))
 
     @property
     def cost_usd(self) -> float:
         return round(sum(spend.cost_usd for spend in self.spend.values()), 8)
+
+
+def is_rejection(reason: str) -> bool:
+    """An answer that arrived (and is cached) but did not parse or pass a gate."""
+    return reason.startswith(("gate:", "parse:"))
 
 
 def expand_inputs(pipeline: Pipeline, n: int) -> list[Node]:
