@@ -249,3 +249,47 @@ def test_near_copies_of_existing_data_are_dropped(tmp_path: Path) -> None:
     assert again["examples"] == 2 and again["near_duplicates_dropped"] == 1
     kept = Path(again["files"]["examples"]).read_text().splitlines()
     assert line not in kept
+
+
+@pytest.mark.slow
+def test_a_run_killed_from_outside_repeats_at_most_the_calls_in_flight(
+    tmp_path: Path, fake_openai: FakeAPI
+) -> None:
+    import signal
+    import time
+
+    fake_openai.default = Reply(text=ANSWER, delay_s=0.05)
+    path = pipeline_file(tmp_path, concurrency=4)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": "sk-test",
+    }
+    (tmp_path / "killed.toml").write_text(f'workspace = "{tmp_path / "killed"}"\n')
+    code = "from tuneloop.cli.app import main; main()"
+    args = ["synth", "run", str(path), "--n", "60", "--config", str(tmp_path / "killed.toml")]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(fake_openai.requests) < 15 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -9
+    first = sent(fake_openai)
+    assert 15 <= len(first) < 60
+
+    resumed = _cli([*args, "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    second = sent(fake_openai)[len(first) :]
+    repeated = set(first) & set(second)
+    assert len(repeated) <= 4  # only calls still in flight when the process died
+    assert len(set(first) | set(second)) == 60
+    lines = (tmp_path / "killed" / "synth" / "support" / "examples.jsonl").read_text()
+    assert len(lines.splitlines()) == 60
