@@ -53,3 +53,16 @@ def test_tokens_per_minute() -> None:
     moments = admitted(limiter, time, weights)
     assert busiest_minute(moments, weights)[1] <= 1000
     assert moments[2] >= WINDOW_S  # the third 400 would have made 1200
+
+
+def test_settled_usage_replaces_the_estimate() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(None, 1000, clock=time.clock, sleep=time.sleep)
+
+    async def main() -> list[float]:
+        entry = await limiter.acquire(900)  # estimated with the whole answer budget
+        limiter.settle(entry, 100)  # the answer was short
+        await limiter.acquire(800)  # fits in the same minute now
+        return [time.now]
+
+    assert asyncio.run(main()) == [0.0]

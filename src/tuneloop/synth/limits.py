@@ -32,10 +32,11 @@ class RateLimiter:
         self.tpm = tpm
         self._clock = clock
         self._sleep = sleep
-        self._window: deque[tuple[float, int]] = deque()
+        self._window: deque[list[float]] = deque()  # [when, tokens]
         self._lock = asyncio.Lock()
 
-    async def acquire(self, tokens: int) -> None:
+    async def acquire(self, tokens: int) -> list[float]:
+        """Wait for room, take it; the returned entry can be corrected with :meth:`settle`."""
         if self.tpm is not None:
             tokens = min(tokens, self.tpm)  # a call larger than the budget waits for a clear minute
         async with self._lock:
@@ -47,9 +48,14 @@ class RateLimiter:
                 calls_ok = self.rpm is None or len(self._window) < self.rpm
                 tokens_ok = self.tpm is None or used + tokens <= self.tpm
                 if calls_ok and tokens_ok:
-                    self._window.append((now, tokens))
-                    return
+                    entry = [now, float(tokens)]
+                    self._window.append(entry)
+                    return entry
                 await self._sleep(max(0.001, self._window[0][0] + WINDOW_S - now))
+
+    def settle(self, entry: list[float], tokens: int) -> None:
+        """Replace a call's estimate by the tokens it really used, once the answer is in."""
+        entry[1] = float(tokens)
 
 
 class Limited(BaseProvider):
@@ -61,8 +67,11 @@ class Limited(BaseProvider):
         self.name = inner.name
 
     async def _acomplete(self, messages: list[Message], options: RequestOptions) -> Completion:
-        await self.limiter.acquire(estimate_request_tokens(messages, options))
-        return await self.inner.acomplete(messages, options=options)
+        entry = await self.limiter.acquire(estimate_request_tokens(messages, options))
+        completion = await self.inner.acomplete(messages, options=options)
+        if completion.prompt_tokens is not None and completion.completion_tokens is not None:
+            self.limiter.settle(entry, completion.prompt_tokens + completion.completion_tokens)
+        return completion
 
 
 def estimate_request_tokens(messages: Sequence[Message], options: RequestOptions) -> int:
