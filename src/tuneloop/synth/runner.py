@@ -10,6 +10,7 @@ retries exactly those. Retries with backoff and ``Retry-After`` happen inside th
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import itertools
 import random
@@ -206,7 +207,9 @@ class Runner:
         # HTTP clients live per event loop inside the providers: let them go while this loop
         # still runs, so their connections close here rather than on a closed loop later.
         self.providers.clear()
-        await asyncio.sleep(0)
+        gc.collect()  # the clients sit in reference cycles; their finalisers schedule the close
+        for _ in range(3):
+            await asyncio.sleep(0)
         return RunResult(
             outputs, self.stats, self.failures, self.spend, time.perf_counter() - started
         )
