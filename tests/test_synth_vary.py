@@ -80,3 +80,26 @@ def test_vary_from_a_file_stores_once_and_pays_once(tmp_path: Path) -> None:
         assert {row.source for row in rows} == {"synthetic"}
         assert all(row.metadata_["varied_from"] for row in rows)
     store.close()
+
+
+def test_examples_come_from_the_store_or_a_dataset_version(tmp_path: Path) -> None:
+    from tuneloop.capture import Tuneloop
+    from tuneloop.curate import build_dataset
+    from tuneloop.synth import load_examples
+
+    config = Config.model_validate({"workspace": str(tmp_path / "ws"), "task": "layouts"})
+    subjects = ["pet care", "bike sharing", "car rental", "plant care", "job search", "team chat"]
+    with Tuneloop(config) as client:
+        for subject in subjects:
+            request = ScreenRequest("settings", "web", subject)
+            messages = example(request)["messages"]
+            client.log(messages[:-1], messages[-1]["content"], source="synthetic")
+        dataset = build_dataset(client.store, config, task="layouts")
+
+    from_store = load_examples("store:layouts", config)
+    assert len(from_store) == len(subjects)
+    assert all(e["messages"][-1]["role"] == "assistant" for e in from_store)
+
+    from_dataset = load_examples(f"dataset:{dataset.name}@v{dataset.version}", config)
+    assert 0 < len(from_dataset) <= len(subjects)
+    assert {e["id"] for e in from_dataset} <= {e["id"] for e in from_store}
