@@ -43,7 +43,7 @@ def test_run_then_status(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "4 examples" in result.output
     assert "gate:synth_helpers:long_enough 4" in result.output
-    lines = (tmp_path / "ws" / "synth" / "docs" / "examples.jsonl").read_text().splitlines()
+    lines = (tmp_path / "ws" / "synth" / "docs" / "docs.jsonl").read_text().splitlines()
     users = [json.loads(line)["messages"][0]["content"] for line in lines]
     assert all("sample 0" in user and "new customers" in user for user in users)
 

@@ -221,7 +221,7 @@ def test_a_killed_run_resumes_without_repeating_a_call_and_ends_as_an_uninterrup
     whole = _cli([*run, str(tmp_path / "whole.toml")], env)
     assert whole.returncode == 0, whole.stderr
     assert set(sent(fake_openai)[8:]) == set(calls)  # the same requests, fresh workspace
-    for name in ("examples.jsonl", "examples_detailed.json"):
+    for name in ("support.jsonl", "support_detailed.json"):
         killed_file = tmp_path / "killed" / "synth" / "support" / name
         whole_file = tmp_path / "whole" / "synth" / "support" / name
         assert killed_file.read_text() == whole_file.read_text()
@@ -291,5 +291,5 @@ def test_a_run_killed_from_outside_repeats_at_most_the_calls_in_flight(
     repeated = set(first) & set(second)
     assert len(repeated) <= 4  # only calls still in flight when the process died
     assert len(set(first) | set(second)) == 60
-    lines = (tmp_path / "killed" / "synth" / "support" / "examples.jsonl").read_text()
+    lines = (tmp_path / "killed" / "synth" / "support" / "support.jsonl").read_text()
     assert len(lines.splitlines()) == 60

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from tuneloop.errors import InputError
 from tuneloop.jsontext import dumps_canonical
 from tuneloop.synth.output import (
-    RUN_FILE,
+    RUN_SUFFIX,
     drop_near_duplicates,
     existing_examples,
     mark_running,
+    output_paths,
     read_run,
-    run_dir,
     store_examples,
     summary,
     to_examples,
@@ -54,14 +54,14 @@ def synthesize(
 
     pipeline = load_pipeline(pipeline_file, providers=config.providers)
     count = n or pipeline.n
-    directory = run_dir(config.workspace, pipeline)
-    previous = read_run(directory / RUN_FILE)
+    paths = output_paths(config.workspace, pipeline)
+    previous = read_run(paths["run"])
     if previous is not None and previous.get("status") == "running" and not resume:
         raise InputError(
             f"{pipeline_file}: pipeline {pipeline.name!r} has an interrupted run; "
             "add --resume to continue it (answers already paid for are reused)"
         )
-    mark_running(directory, pipeline, count)
+    mark_running(paths["run"], pipeline, count)
     store = Store(config.store_url)
     try:
         result = run_pipeline(
@@ -80,7 +80,7 @@ def synthesize(
         run_summary = summary(pipeline, result, examples, n=count)
         run_summary["stored"] = store_examples(Tuneloop(config, store), pipeline, result, examples)
         run_summary["files"] = {
-            key: str(path) for key, path in write_files(directory, examples, run_summary).items()
+            key: str(path) for key, path in write_files(paths, examples, run_summary).items()
         }
         return run_summary
     finally:
@@ -91,7 +91,7 @@ def run_statuses(config: Config) -> list[dict[str, Any]]:
     """The latest run of every pipeline in the workspace, from its run-metadata file."""
     root = config.workspace / "synth"
     runs = []
-    for path in sorted(root.glob(f"*/{RUN_FILE}")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"*/*{RUN_SUFFIX}")) if root.is_dir() else []:
         state = read_run(path)
         if state is not None:
             runs.append(state)

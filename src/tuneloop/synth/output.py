@@ -25,9 +25,7 @@ if TYPE_CHECKING:
     from tuneloop.curate import Example
     from tuneloop.store import Store
 
-EXAMPLES_FILE = "examples.jsonl"
-DETAILED_FILE = "examples_detailed.json"
-RUN_FILE = "run_metadata.json"
+RUN_SUFFIX = "_metadata.json"
 
 
 @dataclass
@@ -41,6 +39,17 @@ class SynthExample:
 
 def run_dir(workspace: Path, pipeline: Pipeline) -> Path:
     return workspace / "synth" / pipeline.name
+
+
+def output_paths(workspace: Path, pipeline: Pipeline) -> dict[str, Path]:
+    """``NAME.jsonl`` (OpenAI chat), ``NAME_detailed.json``, ``NAME_metadata.json``."""
+    directory = run_dir(workspace, pipeline)
+    stem = pipeline.output.file or pipeline.name
+    return {
+        "examples": directory / f"{stem}.jsonl",
+        "detailed": directory / f"{stem}_detailed.json",
+        "run": directory / f"{stem}{RUN_SUFFIX}",
+    }
 
 
 def to_examples(pipeline: Pipeline, result: RunResult) -> list[SynthExample]:
@@ -167,7 +176,7 @@ def summary(
 
 
 def write_files(
-    directory: Path, examples: list[SynthExample], run_summary: dict[str, Any]
+    paths: dict[str, Path], examples: list[SynthExample], run_summary: dict[str, Any]
 ) -> dict[str, Path]:
     """The three files, each written beside its target and renamed (never half-written)."""
     from tuneloop.formats import atomic_write_text
@@ -177,21 +186,15 @@ def write_files(
     metadata = json.dumps(
         {**run_summary, "status": "finished", "finished_at": time.time()}, indent=2
     )
-    paths = {
-        "examples": directory / EXAMPLES_FILE,
-        "detailed": directory / DETAILED_FILE,
-        "run": directory / RUN_FILE,
-    }
     for key, text in (("examples", lines), ("detailed", detailed), ("run", metadata)):
         atomic_write_text(paths[key], text)
     return paths
 
 
-def mark_running(directory: Path, pipeline: Pipeline, n: int) -> None:
+def mark_running(path: Path, pipeline: Pipeline, n: int) -> None:
     """Say a run started, so ``synth status`` and the next run can tell it was interrupted."""
     from tuneloop.formats import atomic_write_text
 
-    path = directory / RUN_FILE
     previous = read_run(path) or {}
     state = {**previous, "pipeline": pipeline.name, "status": "running", "inputs": n}
     state["started_at"] = time.time()

@@ -81,6 +81,12 @@ class Output(BaseModel):
     user: str | None = Field(None, description="Jinja2 template of the example's user message")
     system: str | None = Field(None, description="the example's system message")
     near_dup_threshold: float = Field(0.9, gt=0, le=1)
+    file: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="file name stem: STEM.jsonl, STEM_detailed.json, STEM_metadata.json "
+        "(default: the pipeline's name)",
+    )
 
 
 class Pipeline(BaseModel):
