@@ -142,6 +142,28 @@ def test_a_failing_first_provider_falls_back_and_the_run_completes(
 
 
 @pytest.mark.usefixtures("keys")
+def test_a_chain_falls_back_across_apis(
+    tmp_path: Path, fake_openai: FakeAPI, fake_anthropic: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "an-test")
+    fake_openai.default = Reply.error(500, "down")
+    fake_anthropic.default = Reply(text="Anthropic: " + ANSWER, usage=(20, 10))
+    config = Config.model_validate(
+        {
+            "workspace": str(tmp_path / "ws"),
+            "providers": {"primary": {"kind": "openai", "model": "gpt-4o-mini", "max_retries": 0}},
+        }
+    )
+    path = pipeline_file(tmp_path, '["provider:primary", "anthropic:claude-haiku-4-5"]')
+    summary = synthesize(config, path, n=5)
+    assert summary["examples"] == 5 and summary["failed"] == 0
+    assert "primary" not in summary["providers"]
+    assert summary["providers"]["anthropic:claude-haiku-4-5"]["prompt_tokens"] == 100
+    assert all("seed" not in request.body for request in fake_anthropic.requests)
+
+
+@pytest.mark.usefixtures("keys")
 def test_failed_calls_are_recorded_and_a_rerun_retries_only_those(
     tmp_path: Path, fake_openai: FakeAPI
 ) -> None:
@@ -211,6 +233,8 @@ def test_a_killed_run_resumes_without_repeating_a_call_and_ends_as_an_uninterrup
     killed = _cli([*run, str(tmp_path / "killed.toml")], {**env, "SYNTH_KILL_AFTER": "5"})
     assert killed.returncode == -9
     assert len(fake_openai.requests) == 5
+    status = _cli(["synth", "status", "--config", str(tmp_path / "killed.toml")], env)
+    assert "interrupted" in status.stdout
     refused = _cli([*run, str(tmp_path / "killed.toml")], env)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     resumed = _cli([*run, str(tmp_path / "killed.toml"), "--resume"], env)

@@ -17,6 +17,7 @@ from tuneloop.synth.output import (
     mark_running,
     output_paths,
     read_run,
+    run_state,
     store_examples,
     summary,
     to_examples,
@@ -56,7 +57,13 @@ def synthesize(
     count = n or pipeline.n
     paths = output_paths(config.workspace, pipeline)
     previous = read_run(paths["run"])
-    if previous is not None and previous.get("status") == "running" and not resume:
+    state = run_state(previous) if previous is not None else None
+    if state == "running":
+        raise InputError(
+            f"{pipeline_file}: pipeline {pipeline.name!r} is running now "
+            f"(process {previous and previous.get('pid')}); wait for it or stop it first"
+        )
+    if state == "interrupted" and not resume:
         raise InputError(
             f"{pipeline_file}: pipeline {pipeline.name!r} has an interrupted run; "
             "add --resume to continue it (answers already paid for are reused)"
@@ -94,7 +101,7 @@ def run_statuses(config: Config) -> list[dict[str, Any]]:
     for path in sorted(root.glob(f"*/*{RUN_SUFFIX}")) if root.is_dir() else []:
         state = read_run(path)
         if state is not None:
-            runs.append(state)
+            runs.append({**state, "status": run_state(state)})
     return runs
 
 

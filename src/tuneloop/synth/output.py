@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -197,8 +198,25 @@ def mark_running(path: Path, pipeline: Pipeline, n: int) -> None:
 
     previous = read_run(path) or {}
     state = {**previous, "pipeline": pipeline.name, "status": "running", "inputs": n}
+    state["pid"] = os.getpid()
     state["started_at"] = time.time()
     atomic_write_text(path, json.dumps(state, indent=2))
+
+
+def run_state(state: dict[str, Any]) -> str:
+    """``finished``, ``running`` (its process is alive) or ``interrupted`` (it is not)."""
+    if state.get("status") != "running":
+        return str(state.get("status"))
+    pid = state.get("pid")
+    if isinstance(pid, int) and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "interrupted"
+        except PermissionError:
+            return "running"
+        return "running"
+    return "interrupted"
 
 
 def read_run(path: Path) -> dict[str, Any] | None:
