@@ -264,7 +264,7 @@ def test_near_copies_of_existing_data_are_dropped(tmp_path: Path) -> None:
     with Tuneloop(second) as client:
         client.log(
             messages[:-1],
-            "An answer written earlier by someone else, for the same request.",
+            messages[-1]["content"],  # the same request answered the same way
             task="support",
             source="synthetic",
             metadata={"pipeline": "handwritten"},

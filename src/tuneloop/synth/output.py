@@ -97,8 +97,8 @@ def _visible(node: Node) -> dict[str, Any]:
 def drop_near_duplicates(
     examples: list[SynthExample], threshold: float, existing: Sequence[Example] = ()
 ) -> list[SynthExample]:
-    """New examples whose prompt nearly repeats another new one, or one of ``existing`` (the
-    task's data as curation selects it), go, through curate's dedup.
+    """New examples that nearly repeat another new one, or one of ``existing`` (the task's
+    data as curation selects it), go, through curate's dedup (near in prompt and answer).
 
     Existing examples are given a reward above any real one, so dedup (which keeps the best
     rewarded member of each cluster) always keeps them and drops the new near-copy.
