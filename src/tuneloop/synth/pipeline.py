@@ -241,7 +241,9 @@ def check_spec(
     from tuneloop.providers import KINDS, key_env_of
 
     environ = os.environ if environ is None else environ
-    kind, _, rest = spec.strip().partition(":")
+    kind, colon, rest = spec.strip().partition(":")
+    if not colon and "/" in kind:
+        return  # a hub id or a folder: a local model, no key needed
     known = ("callable", "builtin", "local", "registry", "provider", "chain", *KINDS)
     if kind not in known or (kind != "builtin" and not rest):
         raise InputError(f"{where}: unknown provider spec {spec!r}")
