@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tuneloop.cli.common import ConfigOption, console, err_console
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import Interrupted
 
 synth_app = typer.Typer(help="Synthetic examples from pipeline files.", no_args_is_help=True)
 
@@ -40,6 +40,7 @@ def run(
 ) -> None:
     """Run PIPELINE: answers are cached as they arrive, so a re-run never pays twice."""
     from tuneloop.config import load_config
+    from tuneloop.store import stop_on_signals
     from tuneloop.synth import synthesize
 
     config = load_config(config_path)
@@ -54,11 +55,13 @@ def run(
             progress.update(bars[step], completed=done, rate=rate, spend=spend)
 
         try:
-            summary = synthesize(config, pipeline, n=n, resume=resume, progress=update)
-        except KeyboardInterrupt:
-            raise TuneloopError(
-                f"{pipeline}: interrupted; every answer received so far is cached, "
-                "run again with --resume to continue without paying twice"
+            with stop_on_signals(f"synth run {pipeline}"):
+                summary = synthesize(config, pipeline, n=n, resume=resume, progress=update)
+        except Interrupted as exc:
+            raise Interrupted(
+                f"{exc}; every answer received so far is cached: "
+                "run again with --resume to continue without paying twice",
+                signal_number=exc.signal_number,
             ) from None
     _print_summary(summary)
 
