@@ -23,6 +23,7 @@ app = typer.Typer(
 # Command modules, in the order their groups appear in --help. Each defines register(app).
 COMMAND_MODULES = [
     "capture",
+    "synth",
     "curate",
     "train",
     "registry",
