@@ -13,6 +13,9 @@ from rich.table import Table
 
 from tuneloop.cli.common import console, err_console
 
+# Below this share of the requested screen, the demo says plainly that the student is weak.
+WEAK_SHARE = 0.5
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
@@ -83,7 +86,15 @@ def _print_summary(result: dict[str, Any]) -> None:
         f"in new wording; eval answers also in training: {_fmt_pct(leaked)}"
     )
     table = Table(title="student before and after fine-tuning (held-out requests)")
-    columns = ("model", "wording", "valid JSON", "right screen", "similarity", "errors", "n")
+    columns = (
+        "model",
+        "wording",
+        "valid JSON",
+        "right screen [95% CI]",
+        "similarity",
+        "errors",
+        "n",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "wording") else "right")
     for label, row in result["models"].items():
@@ -92,7 +103,8 @@ def _print_summary(result: dict[str, Any]) -> None:
                 label,
                 wording,
                 _fmt_pct(group.get("valid_json_rate")),
-                _fmt_pct(group.get("right_screen_rate")),
+                _fmt_pct(group.get("right_screen_rate"))
+                + _fmt_interval(group.get("right_screen_interval")),
                 _fmt(group.get("similarity"), "{:.3f}"),
                 str(group.get("errors", "")),
                 str(group.get("n", "")),
@@ -113,6 +125,18 @@ def _print_summary(result: dict[str, Any]) -> None:
             else " (one request at a time)"
         )
         console.print(f"speed{how}: {speed}")
+    for label, row in result["models"].items():
+        if label in ("base", "teacher") or row.get("right_screen_rate") is None:
+            continue
+        if row["right_screen_rate"] < WEAK_SHARE:
+            new = row.get("wording", {}).get("new", {})
+            console.print(
+                f"[yellow]weak:[/yellow] {label} gives the requested screen for "
+                f"{_fmt_pct(row['right_screen_rate'])} of held-out requests (new wording "
+                f"{_fmt_pct(new.get('right_screen_rate'))}): it writes valid layouts, but does not "
+                "yet follow most requests.",
+                highlight=False,
+            )
     teacher = result["models"].get("teacher", {})
     if teacher.get("note"):
         console.print(f"teacher: {teacher['note']}")
@@ -131,6 +155,12 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 def _fmt(value: float | None, pattern: str) -> str:
     return "–" if value is None else pattern.format(value)
+
+
+def _fmt_interval(interval: list[float | None] | None) -> str:
+    if not interval or interval[0] is None or interval[1] is None:
+        return ""
+    return f" [{interval[0] * 100:.0f}–{interval[1] * 100:.0f}]"
 
 
 def _fmt_pct(value: float | None) -> str:

@@ -32,7 +32,7 @@ class DemoSize:
     smoke: bool = False  # too small for its numbers to say anything about learning
 
 
-FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_requests=16, max_new_tokens=384)
+FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_requests=24, max_new_tokens=384)
 QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_requests=2, max_new_tokens=48, smoke=True)
 TEACHER_NOTE = "the demo's reference generator with 20% injected faults, not a frontier model"
 
@@ -236,10 +236,20 @@ def run_demo(
     }
     from tuneloop.evaluate.plots import save_comparison_plot
 
+    groups = {
+        f"{label}\n{wording} wording": group
+        for label, row in summary.models.items()
+        for wording, group in row["wording"].items()
+    }
     chart = save_comparison_plot(
-        summary.models,
+        groups,
         config.workspace / "comparison.png",
-        title=f"{DEMO_TASK}: base vs {version.name} vs teacher",
+        title=f"{DEMO_TASK}: base vs {version.name} vs teacher on held-out requests",
+        metrics=(
+            ("valid_json_rate", "valid JSON"),
+            ("right_screen_rate", "requested screen"),
+            ("similarity", "structural similarity"),
+        ),
     )
     summary.plots = {
         "comparison": str(chart) if chart else None,

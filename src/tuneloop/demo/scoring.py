@@ -18,6 +18,7 @@ from tuneloop.demo.layouts import (
     screen_match,
     validation_score,
 )
+from tuneloop.evaluate import bootstrap_mean
 from tuneloop.jsontext import dumps_canonical, parse_json
 
 SEEN = "seen"
@@ -87,8 +88,9 @@ def score_group(examples: Sequence[Mapping[str, Any]], results: Sequence[Any]) -
     n = len(examples)
     if n == 0:
         return {"n": 0}
-    valid = right = category = platform = errors = 0
+    valid = category = platform = errors = 0
     similarity = 0.0
+    right: list[bool] = []
     for example, result in zip(examples, results, strict=True):
         scores = result.scores or {}
         if scores.get("error"):
@@ -96,6 +98,7 @@ def score_group(examples: Sequence[Mapping[str, Any]], results: Sequence[Any]) -
         similarity += float(scores.get("similarity") or 0.0)
         parsed = parse_json(result.output or "")
         if not parsed.ok:
+            right.append(False)
             continue
         valid += 1
         meta = example["metadata"]
@@ -104,12 +107,15 @@ def score_group(examples: Sequence[Mapping[str, Any]], results: Sequence[Any]) -
         well_formed = validation_score(parsed.value) == 1.0
         category += category_right
         platform += platform_right
-        right += category_right and platform_right and well_formed
+        right.append(category_right and platform_right and well_formed)
+    estimate = bootstrap_mean(right)
     return {
         "n": n,
         "errors": errors,
         "valid_json_rate": valid / n,
-        "right_screen_rate": right / n,
+        "right_screen_rate": sum(right) / n,
+        # A share of a few dozen requests is coarse: the 95 % interval says how coarse.
+        "right_screen_interval": [estimate.low, estimate.high],
         "category_rate": category / n,
         "platform_rate": platform / n,
         "similarity": similarity / n,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,14 @@ BAR_METRICS = (("valid_json_rate", "valid JSON"), ("similarity", "structural sim
 
 
 def save_comparison_plot(
-    models: dict[str, dict[str, Any]], path: Path, *, title: str
+    models: dict[str, dict[str, Any]],
+    path: Path,
+    *,
+    title: str,
+    metrics: Sequence[tuple[str, str]] = BAR_METRICS,
 ) -> Path | None:
-    """Grouped bars of the quality metrics per model; None when matplotlib is not installed."""
+    """Grouped bars of ``metrics`` (key, legend label) per model or group of results; None
+    when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -20,11 +26,11 @@ def save_comparison_plot(
     except ImportError:
         return None
     labels = list(models)
-    width = 0.8 / len(BAR_METRICS)
+    width = 0.8 / len(metrics)
     figure, axis = plt.subplots(figsize=(1.6 * len(labels) + 2.5, 3.5), dpi=100)
-    for index, (key, name) in enumerate(BAR_METRICS):
+    for index, (key, name) in enumerate(metrics):
         values = [models[label].get(key) or 0.0 for label in labels]
-        positions = [i + (index - (len(BAR_METRICS) - 1) / 2) * width for i in range(len(labels))]
+        positions = [i + (index - (len(metrics) - 1) / 2) * width for i in range(len(labels))]
         bars = axis.bar(positions, values, width, label=name)
         axis.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
     axis.set_xticks(range(len(labels)), labels)
