@@ -25,6 +25,16 @@ from tuneloop.evaluate.metrics import (
     valid_json,
 )
 from tuneloop.evaluate.plots import save_comparison_plot
+from tuneloop.evaluate.probes import (
+    PROBE_KINDS,
+    PROBE_THRESHOLDS,
+    ProbeReport,
+    ReadingTask,
+    probe_tasks,
+    pseudo_word,
+    reading_task,
+    run_probes,
+)
 from tuneloop.evaluate.ratings import (
     Battle,
     Rating,
@@ -60,13 +70,17 @@ from tuneloop.evaluate.stats import Estimate, bootstrap_mean, breakdown, group_v
 from tuneloop.evaluate.suite import latest_result, load_suite, run_suite
 
 __all__ = [
+    "PROBE_KINDS",
+    "PROBE_THRESHOLDS",
     "Battle",
     "Estimate",
     "JudgeCache",
     "JudgeError",
     "MetricFn",
     "PairwiseJudge",
+    "ProbeReport",
     "Rating",
+    "ReadingTask",
     "RubricJudge",
     "Score",
     "Trait",
@@ -94,10 +108,14 @@ __all__ = [
     "online_elo",
     "parse_json_output",
     "percentile",
+    "probe_tasks",
+    "pseudo_word",
     "read_battles",
+    "reading_task",
     "reference_judge",
     "resolve_metrics",
     "run_errors",
+    "run_probes",
     "run_suite",
     "save_comparison_plot",
     "score_battles",
