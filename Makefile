@@ -35,9 +35,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model (about 25 minutes on 2 cores).
+# Rebuilds the tiny base model shipped in src/tuneloop/assets/base_model: up to 110 minutes of
+# training on 2 cores, fewer when the prompt-reading probes pass early. Checkpointed in
+# .tuneloop/base-model-build: run it again after a stop and it continues where it was.
 base-model: $(STAMP)
-	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 25
+	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 110
 
 clean:
 	rm -rf $(VENV) .tuneloop .pytest_cache .ruff_cache

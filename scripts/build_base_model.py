@@ -35,6 +35,7 @@ import math
 import platform
 import random
 import re
+import shutil
 import sys
 import sysconfig
 import time
@@ -54,6 +55,15 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from tuneloop.evaluate.probes import (
+    PROBE_KINDS,
+    PROBE_THRESHOLDS,
+    ProbeReport,
+    probe_tasks,
+    pseudo_word,
+    reading_task,
+    run_probes,
+)
 from tuneloop.train.precision import cpu_has_fast_bf16
 
 # --------------------------------------------------------------------------
@@ -957,9 +967,45 @@ def echo_chat(faker: JsonFaker, vocabulary: list[str]) -> list[Message]:
 
 
 def repeated_span_document(vocabulary: list[str], rng: random.Random) -> str:
-    """A random word sequence shown twice: the plainest lesson in copying from context."""
-    span = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(8, 40)))
+    """A random word sequence shown twice: the plainest lesson in copying from context.
+
+    Half the spans are pseudo-words (the training half of ``pseudo_word``'s space), which no
+    n-gram statistics can predict: only looking back at the first copy lowers their loss.
+    """
+    count = rng.randint(6, 40)
+    if rng.random() < 0.5:
+        span = " ".join(pseudo_word(rng, held_out=False) for _ in range(count))
+    else:
+        span = " ".join(rng.choice(vocabulary) for _ in range(count))
     return f"{span}\n{span}"
+
+
+TITLE_PHRASES = ("Capitalise each word: ", "Write in title case: ", "Title-case these words: ")
+
+
+def reading_chat(vocabulary: list[str], rng: random.Random) -> list[Message]:
+    """A prompt-reading task (copy, recall, fill a JSON shape, title-case a copy).
+
+    These are the lessons a base model needs before fine-tuning can teach it a request: the
+    answer is in the prompt, so the only way to lower its loss is to read the prompt. Words
+    are pseudo-words (never the probes' half) or real corpus words, 60/40.
+    """
+    pseudo = rng.random() < 0.6
+
+    def word() -> str:
+        return pseudo_word(rng, held_out=False) if pseudo else rng.choice(vocabulary)
+
+    roll = rng.random()
+    if roll < 0.15:
+        picked = [word() for _ in range(rng.randint(1, 5))]
+        prompt, answer = (
+            rng.choice(TITLE_PHRASES) + " ".join(picked),
+            " ".join(w.title() for w in picked),
+        )
+    else:
+        task = reading_task(PROBE_KINDS[int(roll * 100) % len(PROBE_KINDS)], rng, word)
+        prompt, answer = task.prompt, task.answer
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
 
 
 def chat_example(
@@ -1011,10 +1057,15 @@ class Corpus:
         return out
 
 
-def build_corpus(seed: int, json_share: float, chat_share: float) -> Corpus:
-    """Docstrings + licenses + synthetic JSON (raw) + chat examples.
+CORPUS_SOURCES = ("stdlib_docstrings", "licenses", "synthetic_json", "chat")
+"""The sources the tokenizer learns from: natural text and JSON, not the reading drills."""
 
-    ``json_share`` and ``chat_share`` are target fractions of all characters.
+
+def build_corpus(seed: int, shares: dict[str, float]) -> Corpus:
+    """Docstrings + licenses (the prose) and generated sources sized against them.
+
+    ``shares`` gives the target fraction of all characters for each generated source
+    (``synthetic_json``, ``chat``, ``reading``, ``repeated_spans``); prose is the rest.
     """
     rng = random.Random(seed)
     faker = JsonFaker(rng)
@@ -1025,29 +1076,26 @@ def build_corpus(seed: int, json_share: float, chat_share: float) -> Corpus:
     for text in collect_licenses():
         corpus.add(f"{BOS}{text}{EOS}", "licenses")
     prose_chars = sum(len(t) for t in corpus.texts)
-    prose_share = 1.0 - json_share - chat_share
-    json_target = prose_chars * json_share / prose_share
-    chat_target = prose_chars * chat_share / prose_share
-    made = 0
-    while made < json_target:
-        text = f"{BOS}{json_document(faker)}{EOS}"
-        corpus.add(text, "synthetic_json")
-        made += len(text)
+    prose_share = 1.0 - sum(shares.values())
+    if prose_share <= 0.05:
+        raise SystemExit("the generated shares leave no room for prose; lower them")
     vocabulary = sorted(
         w
         for w in {w for doc in docs[:2000] for w in re.findall(r"[a-z]{3,12}", doc.text)}
         if is_clean(w)
     )
-    made = 0
-    while made < chat_target:
-        text = render_chat(chat_example(docs, faker, vocabulary))
-        corpus.add(text, "chat")
-        made += len(text)
-    made = 0
-    while made < prose_chars * 0.05 / prose_share:
-        text = f"{BOS}{repeated_span_document(vocabulary, rng)}{EOS}"
-        corpus.add(text, "repeated_spans")
-        made += len(text)
+    makers = {
+        "synthetic_json": lambda: f"{BOS}{json_document(faker)}{EOS}",
+        "chat": lambda: render_chat(chat_example(docs, faker, vocabulary)),
+        "reading": lambda: render_chat(reading_chat(vocabulary, rng)),
+        "repeated_spans": lambda: f"{BOS}{repeated_span_document(vocabulary, rng)}{EOS}",
+    }
+    for source, share in shares.items():
+        target, made = prose_chars * share / prose_share, 0
+        while made < target:
+            text = makers[source]()
+            corpus.add(text, source)
+            made += len(text)
     return corpus
 
 
@@ -1176,6 +1224,7 @@ def evaluate(model: LlamaForCausalLM, data: torch.Tensor, batch_size: int) -> fl
 MEASURE_STEPS = 12  # steps timed before the schedule is first sized
 REPLAN_EVERY = 25  # re-size the schedule this often from recent step times
 REPLAN_WINDOW = 30  # steps averaged for the step-time estimate
+PROBES_PER_KIND_DURING = 20  # quick probe set while training (the card uses the full set)
 
 
 @dataclass
@@ -1188,6 +1237,8 @@ class TrainResult:
     val_loss: float
     train_seconds: float
     epochs: float
+    probe_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
 class ThreadTuner:
@@ -1226,18 +1277,84 @@ class ThreadTuner:
                 self.current, self.other = best, self.current
 
 
+@dataclass
+class LoopState:
+    """Everything a stopped build needs to continue exactly where it was."""
+
+    step: int = 0
+    total_steps: int | None = None
+    warmup: int = 0
+    trained_seconds: float = 0.0
+    recent: list[float] = field(default_factory=list)
+    probe_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    cooldown_from: tuple[int, float] | None = None  # (step, lr) where the final decay began
+
+
+def lr_for(state: LoopState, args: argparse.Namespace) -> float:
+    """Warmup + cosine over the planned steps, or a linear decay once the probes pass."""
+    floor = args.lr * 0.1
+    if state.cooldown_from is not None and state.total_steps is not None:
+        begin, lr = state.cooldown_from
+        span = max(1, state.total_steps - begin)
+        return lr + (floor - lr) * min(1.0, (state.step - begin) / span)
+    return lr_at(state.step, state.warmup, state.total_steps or 10**6, args.lr, floor)
+
+
+def save_checkpoint(
+    path: Path,
+    model: LlamaForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    windows: Batches,
+    state: LoopState,
+) -> None:
+    """Write the loop's state atomically (a kill mid-write leaves the previous checkpoint)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "order": windows.order,
+            "pos": windows.pos,
+            "epochs": windows.epochs,
+            "generator": windows.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "state": state,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(
+    path: Path, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, windows: Batches
+) -> LoopState:
+    saved = torch.load(path, weights_only=False)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    windows.order, windows.pos, windows.epochs = saved["order"], saved["pos"], saved["epochs"]
+    windows.gen.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    state: LoopState = saved["state"]
+    return state
+
+
 def train(
     model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
     train_stream: torch.Tensor,
     val_data: torch.Tensor,
     args: argparse.Namespace,
-    deadline: float,
+    budget_s: float,
+    checkpoint: Path,
 ) -> TrainResult:
-    """Time-bounded AdamW loop.
+    """Time-bounded AdamW loop that stops early once the reading probes pass.
 
     The cosine schedule's length is computed from the measured step time after
     ``MEASURE_STEPS`` steps and re-planned every ``REPLAN_EVERY`` steps, so the run
-    ends on budget even when other work on the (shared) machine slows it down.
+    ends on budget even when other work on the (shared) machine slows it down. Every
+    ``--probe-minutes`` the quick probe set runs; once it passes, the learning rate decays
+    linearly to its floor over a short cooldown and the build ends. The loop state is saved
+    every ``--checkpoint-minutes``, so a stopped build continues where it was.
     """
     windows = Batches(train_stream, args.seq_len, args.seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -1251,74 +1368,109 @@ def train(
         betas=(0.9, 0.95),
         fused=False,
     )
+    state = LoopState(warmup=args.warmup)
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer, windows)
+        tqdm.write(
+            f"resumed at step {state.step} ({state.trained_seconds / 60:.1f} min trained)",
+            file=sys.stderr,
+        )
+    quick_probes = probe_tasks(PROBES_PER_KIND_DURING, seed=args.seed + 1)
     tokens_per_step = args.batch_size * args.seq_len
     eval_batches = math.ceil(len(val_data) / args.batch_size)
-    warmup = args.warmup
-    total_steps: int | None = None  # planned once the step time has been measured
+    session_start = time.monotonic()
+    deadline = session_start + budget_s - state.trained_seconds
     hard_stop = deadline
+    last_probe = last_save = session_start
     # Start times of recent steps (the first two are slow warm-up and skipped).
     stamps: deque[float] = deque(maxlen=REPLAN_WINDOW + 1)
-    recent: list[float] = []
-    start = time.monotonic()
-    bar = tqdm(total=None, unit="step", mininterval=5.0, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        total=state.total_steps,
+        initial=state.step,
+        unit="step",
+        mininterval=5.0,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     tuner = ThreadTuner(args.threads)
-    step = 0
+    first_step = state.step
     model.train()
-    while total_steps is None or step < total_steps:
+    while state.total_steps is None or state.step < state.total_steps:
         now = time.monotonic()
-        if step >= 2:
+        done_here = state.step - first_step
+        if done_here >= 2:
             stamps.append(now)
-        if step == MEASURE_STEPS or (step > MEASURE_STEPS and step % REPLAN_EVERY == 0):
+        if state.cooldown_from is None and (
+            done_here == MEASURE_STEPS
+            or (done_here > MEASURE_STEPS and done_here % REPLAN_EVERY == 0)
+        ):
             # Plan (then re-plan, as the machine is shared) the steps that fit in
             # the budget, keeping room for validation (~1/3 step per batch) and saving.
             step_time = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-            remaining = deadline - now - (eval_batches * step_time / 3 + 20.0)
-            planned = step + max(1, int(remaining / step_time))
-            if total_steps is None:
-                warmup = min(args.warmup, max(1, planned // 10))
+            remaining = deadline - now - (eval_batches * step_time / 3 + 60.0)
+            planned = state.step + max(1, int(remaining / step_time))
+            if state.total_steps is None:
+                state.warmup = min(args.warmup, max(1, planned // 10))
                 tqdm.write(
                     f"step time {step_time:.2f}s -> {planned} steps "
                     f"(~{planned * tokens_per_step / 1e6:.1f}M tokens)",
                     file=sys.stderr,
                 )
-            total_steps = planned
-            bar.total = total_steps
-            hard_stop = deadline - eval_batches * step_time / 3 - 10.0
-        if total_steps is not None and (step >= total_steps or now > hard_stop):
+            state.total_steps = planned
+            bar.total = planned
+            hard_stop = deadline - eval_batches * step_time / 3 - 30.0
+        if state.total_steps is not None and (state.step >= state.total_steps or now > hard_stop):
             break
-        lr = lr_at(step, warmup, total_steps or 10**6, args.lr, args.lr * 0.1)
+        if now - last_probe > args.probe_minutes * 60 and state.cooldown_from is None:
+            report = run_probes(model, tokenizer, quick_probes)
+            state.probe_history.append((state.step, report.scores))
+            tqdm.write(f"step {state.step}: probes {report.summary()}", file=sys.stderr)
+            if report.passed(PROBE_THRESHOLDS):
+                cooldown = max(50, state.step // 10)
+                state.cooldown_from = (state.step, lr_for(state, args))
+                state.total_steps = min(state.total_steps or 10**9, state.step + cooldown)
+                bar.total = state.total_steps
+                tqdm.write(f"probes pass: {cooldown} cooldown steps, then done", file=sys.stderr)
+            last_probe = time.monotonic()
+        lr = lr_for(state, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = windows.batch(args.batch_size)
-        threads, t_step = tuner.apply(step), time.monotonic()
+        threads, t_step = tuner.apply(state.step), time.monotonic()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step >= 2:
-            tuner.record(threads, time.monotonic() - t_step)
-        step += 1
-        recent = [*recent, loss.item()][-50:]
+        ended = time.monotonic()
+        if done_here >= 2:
+            tuner.record(threads, ended - t_step)
+        state.step += 1
+        state.trained_seconds += ended - now
+        state.recent = [*state.recent, loss.item()][-50:]
         bar.update(1)
         bar.set_postfix(
-            loss=f"{sum(recent) / len(recent):.3f}",
+            loss=f"{sum(state.recent) / len(state.recent):.3f}",
             lr=f"{lr:.2e}",
             threads=threads,
-            tok_s=f"{step * tokens_per_step / (time.monotonic() - start):,.0f}",
             refresh=False,
         )
+        if ended - last_save > args.checkpoint_minutes * 60:
+            save_checkpoint(checkpoint, model, optimizer, windows, state)
+            last_save = time.monotonic()
     bar.close()
-    train_seconds = time.monotonic() - start
+    save_checkpoint(checkpoint, model, optimizer, windows, state)
     val_loss = evaluate(model, val_data, args.batch_size)
     return TrainResult(
-        steps=step,
-        tokens_seen=step * tokens_per_step,
-        train_loss=sum(recent) / len(recent),
+        steps=state.step,
+        tokens_seen=state.step * tokens_per_step,
+        train_loss=sum(state.recent) / max(1, len(state.recent)),
         val_loss=val_loss,
-        train_seconds=train_seconds,
-        epochs=step * args.batch_size / len(windows.data),
+        train_seconds=state.trained_seconds,
+        epochs=state.step * args.batch_size / len(windows.data),
+        probe_history=state.probe_history,
+        stopped_early=state.cooldown_from is not None,
     )
 
 
@@ -1374,6 +1526,26 @@ def write_model_card(out: Path, info: dict[str, Any]) -> None:
         for name, s in sorted(info["corpus"].items())
     )
     examples = "\n\n".join(f"**User:** {p}\n\n```text\n{c}\n```" for p, c in info["examples"])
+    probes: ProbeReport = info["probes"]
+    probe_total = sum(probes.counts.values())
+    probe_rows = "\n".join(
+        f"| {kind} | {score:.0%} | {PROBE_THRESHOLDS[kind]:.0%} |"
+        for kind, score in probes.scores.items()
+    )
+    history = (
+        "; ".join(
+            f"step {step}: " + ", ".join(f"{k} {v:.0%}" for k, v in scores.items())
+            for step, scores in tr.probe_history
+        )
+        or "not probed"
+    )
+    early = (
+        "The probes passed, so the build decayed the learning rate and stopped early."
+        if tr.stopped_early
+        else "The build used its whole budget."
+    )
+    shares_text = ", ".join(f"{name} {share:.0%}" for name, share in info["shares"].items())
+    quick = PROBES_PER_KIND_DURING
     card = f"""# tuneloop tiny base model
 
 A {info["params"] / 1e6:.2f}M-parameter Llama-architecture causal LM trained **from
@@ -1416,12 +1588,36 @@ Built offline only (seed {info["seed"]}):
 * `synthetic_json`: seeded random generic JSON (users, orders, products, books,
   weather readings, configs, API responses, log events; `name`/`type`/`children`
   trees; arrays, numbers, booleans, null), compact and indented.
-* `chat`: chat-formatted examples (~{info["chat_share"]:.0%} of characters): docstring
-  questions answered with the docstring summary, and JSON requests answered with
-  JSON only.
+* `chat`: chat-formatted examples: docstring questions answered with the
+  docstring summary, JSON requests answered with JSON only, and echo requests.
+* `reading`: prompt-reading drills in chat format whose answer is in the prompt:
+  copy a span, recall a value from a `key = value` list, fill a
+  `name`/`type`/`children` JSON shape with given words, title-case a copy. Words are
+  pseudo-words from the training half of `tuneloop.evaluate.probes.pseudo_word`'s
+  space (60 %) or real corpus words (40 %).
+* `repeated_spans`: a span of words shown twice (half pseudo-words).
+
+Shares of generated characters: {shares_text}; prose (docstrings and licenses)
+is the rest. The tokenizer is trained on the natural text and JSON only, so
+pseudo-words stay out of its vocabulary. The corpus teaches generic
+`name`/`type`/`children` trees, which are also the shape of UI layout trees:
+disclosed here because fine-tuning a UI task starts from that shape.
 
 Any paragraph mentioning UI/layout vocabulary (frame, screen, layout, button,
 component, padding, ...) was removed.
+
+## Prompt-reading probes
+
+Greedy answers to {probe_total} tasks on held-out pseudo-words (the half no
+training text contains), exact match (JSON compared as values); the thresholds
+are what a base must reach for a student to learn a request:
+
+| probe | score | threshold |
+| --- | ---: | ---: |
+{probe_rows}
+
+During training (quick set, {quick} tasks per kind): {history}.
+{early}
 
 ## Training run
 
@@ -1443,10 +1639,10 @@ component, padding, ...) was removed.
 
 ## Limitations
 
-Greedy outputs are mostly well-formed JSON that stops at `<|end|>`, but the model
-follows a request only loosely (it may answer a request for one kind of record
-with another) and its docstring answers are generic. It is a starting point for
-fine-tuning, not a usable assistant. The schedule is sized by wall-clock time,
+Greedy outputs are mostly well-formed JSON that stops at `<|end|>`, and the
+probes above say how well it reads its prompt; its docstring answers are generic
+and its knowledge of the world is nil. It is a starting point for fine-tuning,
+not a usable assistant. The schedule is sized by wall-clock time,
 so a rebuild on a busier or faster machine sees a different number of tokens.
 
 ## Rebuild
@@ -1473,7 +1669,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("src/tuneloop/assets/base_model"))
     p.add_argument(
-        "--minutes", type=float, default=20.0, help="wall-clock budget for the whole build"
+        "--work",
+        type=Path,
+        default=Path(".tuneloop/base-model-build"),
+        help="corpus, tokenizer and checkpoints; a stopped build resumes from here",
+    )
+    p.add_argument(
+        "--minutes", type=float, default=20.0, help="wall-clock budget for the training loop"
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="continue pretraining this base model folder (its tokenizer too) instead of "
+        "starting from random weights",
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--vocab-size", type=int, default=4096)
@@ -1488,16 +1697,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=60)
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument(
-        "--json-share",
-        type=float,
-        default=0.25,
-        help="fraction of characters that is raw synthetic JSON",
-    )
-    p.add_argument(
-        "--chat-share", type=float, default=0.30, help="fraction of characters in chat format"
-    )
+    for source, share, what in (
+        ("synthetic_json", 0.15, "raw synthetic JSON"),
+        ("chat", 0.20, "chat examples (JSON requests, docstring questions, echoes)"),
+        ("reading", 0.40, "prompt-reading drills (copy, recall, JSON shape, title case)"),
+        ("repeated_spans", 0.10, "word spans shown twice"),
+    ):
+        p.add_argument(
+            f"--{source.replace('_', '-')}-share",
+            dest=f"share_{source}",
+            type=float,
+            default=share,
+            help=f"fraction of characters that is {what}",
+        )
     p.add_argument("--val-fraction", type=float, default=0.02)
+    p.add_argument("--probe-minutes", type=float, default=6.0, help="probe this often")
+    p.add_argument("--checkpoint-minutes", type=float, default=4.0, help="save this often")
     p.add_argument(
         "--threads",
         type=int,
@@ -1513,27 +1728,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    t0 = time.monotonic()
-    deadline = t0 + args.minutes * 60
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
+def shares(args: argparse.Namespace) -> dict[str, float]:
+    return {
+        key[len("share_") :]: value for key, value in vars(args).items() if key.startswith("share_")
+    }
 
-    def log(msg: str) -> None:
-        print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True)
 
+def fingerprint(args: argparse.Namespace) -> str:
+    """What a checkpoint must match to be resumed: everything but budgets and threads."""
+    kept = {
+        key: str(value)
+        for key, value in sorted(vars(args).items())
+        if key not in {"minutes", "threads", "probe_minutes", "checkpoint_minutes", "out", "work"}
+    }
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
+
+
+def prepare_data(
+    args: argparse.Namespace, log: Any
+) -> tuple[PreTrainedTokenizerFast, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Corpus → tokenizer → token streams, cached in the work folder for a resumed build."""
+    cached = args.work / "data.pt"
+    tokenizer_dir = args.work / "tokenizer"
+    if cached.exists() and tokenizer_dir.exists():
+        log(f"reusing corpus and tokenizer from {args.work}")
+        data = torch.load(cached, weights_only=False)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
+        return tokenizer, data["train"], data["val"], data["stats"]
     log("building corpus")
-    corpus = build_corpus(args.seed, args.json_share, args.chat_share)
-    for name, s in sorted(corpus.stats().items()):
+    corpus = build_corpus(args.seed, shares(args))
+    stats = corpus.stats()
+    for name, s in sorted(stats.items()):
         log(f"  {name}: {s['documents']:,} docs, {s['chars']:,} chars")
-
-    log("training tokenizer")
-    tokenizer = train_tokenizer(corpus.texts, args.vocab_size)
+    if args.init_from is not None:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(args.init_from)
+    else:
+        log("training tokenizer (natural text and JSON only; the drills' pseudo-words stay rare)")
+        tokenizer = train_tokenizer(
+            [t for t, s in zip(corpus.texts, corpus.sources, strict=True) if s in CORPUS_SOURCES],
+            args.vocab_size,
+        )
     check_chat_template(tokenizer)
     log(f"  vocab size {len(tokenizer)}")
-
     rng = random.Random(args.seed)
     order = list(range(len(corpus.texts)))
     rng.shuffle(order)
@@ -1542,16 +1778,48 @@ def main(argv: list[str] | None = None) -> None:
     train_stream = pack(tokenizer, [corpus.texts[i] for i in order[n_val:]])
     n_val_windows = min(64, val_stream.numel() // args.seq_len)
     val_data = val_stream[: n_val_windows * args.seq_len].view(n_val_windows, args.seq_len)
+    args.work.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(tokenizer_dir)
+    torch.save({"train": train_stream, "val": val_data, "stats": stats}, cached)
+    return tokenizer, train_stream, val_data, stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True)
+
+    marker = args.work / "fingerprint"
+    if args.work.exists() and (not marker.exists() or marker.read_text() != fingerprint(args)):
+        log(f"{args.work} holds a build with other settings; starting afresh")
+        shutil.rmtree(args.work)
+    args.work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint(args))
+    tokenizer, train_stream, val_data, stats = prepare_data(args, log)
     log(f"  {train_stream.numel():,} train tokens, {val_data.numel():,} validation tokens")
 
-    model = build_model(args, tokenizer)
+    torch.manual_seed(args.seed)
+    if args.init_from is not None:
+        model = LlamaForCausalLM.from_pretrained(args.init_from)
+        log(f"continuing from {args.init_from}")
+    else:
+        model = build_model(args, tokenizer)
     params = sum(p.numel() for p in model.parameters())
-    log(f"model: {params:,} parameters; training until the {args.minutes:g}-minute budget")
-    result = train(model, train_stream, val_data, args, deadline)
+    log(f"model: {params:,} parameters; training for up to {args.minutes:g} minutes")
+    result = train(
+        model, tokenizer, train_stream, val_data, args, args.minutes * 60, args.work / "loop.pt"
+    )
     log(
         f"done: {result.steps} steps, {result.tokens_seen:,} tokens, "
         f"train loss {result.train_loss:.3f}, val loss {result.val_loss:.3f}"
     )
+    probes = run_probes(model, tokenizer, probe_tasks())
+    log(f"probes (held-out pseudo-words, {sum(probes.counts.values())} tasks): {probes.summary()}")
 
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -1560,7 +1828,11 @@ def main(argv: list[str] | None = None) -> None:
         do_sample=False,
         max_new_tokens=256,
     )
-    prompts = ["Return a JSON object describing a book.", "What does `json.dumps` do?"]
+    prompts = [
+        "Return a JSON object describing a book.",
+        "What does `json.dumps` do?",
+        'Put the words kelvo, tarin in order into this JSON shape: {"name":"_","type":"_"}',
+    ]
     examples = [(p, greedy(model, tokenizer, p)) for p in prompts]
     for p, c in examples:
         log(f"example: {p!r} -> {c!r}")
@@ -1574,13 +1846,14 @@ def main(argv: list[str] | None = None) -> None:
         "params": params,
         "config": model.config.to_dict(),
         "vocab_size": len(tokenizer),
-        "corpus": corpus.stats(),
+        "corpus": stats,
+        "shares": shares(args),
         "corpus_tokens": train_stream.numel(),
         "val_tokens": val_data.numel(),
         "train": result,
+        "probes": probes,
         "examples": examples,
         "seed": args.seed,
-        "chat_share": args.chat_share,
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "lr": args.lr,
@@ -1595,6 +1868,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     write_model_card(out, info)
+    shutil.rmtree(args.work)  # finished: the next build starts afresh
     log(f"saved to {out} ({folder_size(out) / 1e6:.1f} MB)")
 
 

@@ -173,5 +173,8 @@ def test_corpus_generators_have_no_ui_vocabulary(build_script: ModuleType) -> No
         assert build_script.is_clean(
             build_script.render_chat(build_script.chat_example(docs, faker))
         )
+        assert build_script.is_clean(
+            build_script.render_chat(build_script.reading_chat(["alpha", "beta"], faker.rng))
+        )
     assert not build_script.is_clean('{"type": "FRAME", "layoutMode": "VERTICAL"}')
     assert build_script.clean_paragraphs("Keep this.\n\nA button here.") == "Keep this."
