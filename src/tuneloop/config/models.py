@@ -345,6 +345,13 @@ class GatewayConfig(Section):
         description="optional 'module:function' called with each answer (its JSON value in JSON "
         "tasks, else the text); returning False or raising rejects it, which then falls back",
     )
+    stream_checks: Literal["after", "before"] = Field(
+        "after",
+        description="streamed answers: after = forward each piece as it arrives and check the "
+        "whole answer when it ends (the verdict is logged; a stream cannot fall back once text is "
+        "out); before = wait for the whole answer, check it (falling back like a plain call), "
+        "then send it",
+    )
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls waiting at most; more are dropped"
     )

@@ -36,6 +36,19 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.first_token = Histogram(
+            "tuneloop_gateway_first_token_seconds",
+            "Wall time of streamed requests until their first text was ready to send",
+            ["task", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_checks = Counter(
+            "tuneloop_gateway_stream_check_failures",
+            "Streamed answers that failed the task's checks after they were sent",
+            ["task", "model", "reason"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "tuneloop_gateway_fallbacks",
             "Providers given up on during a call, by reason",
