@@ -198,6 +198,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.calllog.close)
+        self.metrics.close()
         self.store.close()
 
     def reload(self) -> None:
