@@ -49,6 +49,16 @@ def exact_match(output: str, reference: str) -> bool:
     return output.strip() == reference.strip()
 
 
+def json_equal(first: str, second: str) -> bool | None:
+    """Whether two outputs are the same JSON value (key order, whitespace and code fences
+    ignored); None when neither is JSON (free text has no JSON to compare)."""
+    first_ok, first_value = _parse(first)
+    second_ok, second_value = _parse(second)
+    if not first_ok and not second_ok:
+        return None
+    return first_ok and second_ok and _canonical(first_value) == _canonical(second_value)
+
+
 def structural_similarity(output: str, reference: str) -> float:
     """How much of the reference JSON tree the output reproduces, in [0, 1].
 
