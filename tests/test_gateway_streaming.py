@@ -219,3 +219,24 @@ def test_the_shipped_local_model_streams_token_by_token_through_the_gateway(
     assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 24
     [row] = wait_rows(store, 1, timeout=30)
     assert row.response == "".join(pieces) and row.metadata_["gateway"]["stream"] is True
+
+
+def test_a_client_that_goes_away_mid_stream_is_still_logged_once(serve: object) -> None:
+    url, store = serve("callable:gateway_fakes:gated_student")  # type: ignore[operator]
+    gateway_fakes.GATE = threading.Event()
+    gateway_fakes.EVENTS.clear()
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={"model": TASK, "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    ) as response:
+        for line in response.iter_lines():
+            if '"content": "{' in line:
+                break  # leave with the answer half sent
+    try:
+        [row] = wait_rows(store, 1)  # logged while the student still waits for the gate
+    finally:
+        gateway_fakes.GATE.set()  # let the student's thread finish
+    assert row.response == '{"answer": '
+    assert row.metadata_["gateway"]["stream_error"] == "client_disconnected"
