@@ -3,7 +3,7 @@
 ```toml
 name = "ui-layout"
 [dataset]
-name = "ui-layout@latest"      # a dataset version's split, or: file = "eval.jsonl"
+name = "ui-layout@latest"      # a dataset version's split, or: file = "eval.parquet" (any format)
 split = "eval"
 held_out = "new_wording.jsonl" # optional: reported apart as source = held_out
 max_examples = 50
