@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from tuneloop.errors import InputError, TuneloopError
-from tuneloop.evaluate.metrics import json_equal, score_output, valid_json
+from tuneloop.evaluate.metrics import compare_json, score_output
 from tuneloop.evaluate.runner import MetricFn, Score
 from tuneloop.evaluate.stats import Estimate, RunningMean
 from tuneloop.store import Interaction, Store
@@ -243,10 +243,11 @@ def analyse_shadow(
         report.pairs += 1
         report.served_by[pair.served_by] += 1
         exact.add(pair.primary.strip() == pair.candidate.strip())
-        same_json.add(json_equal(pair.primary, pair.candidate))
+        primary_json, candidate_json, same = compare_json(pair.primary, pair.candidate)
+        same_json.add(same)
         if pair.candidate_check is not None:
             checks.add(pair.candidate_check == "ok")
-        scores["valid_json"].add(valid_json(pair.primary), valid_json(pair.candidate))
+        scores["valid_json"].add(primary_json, candidate_json)
         latency.add(pair.primary_latency_ms, pair.candidate_latency_ms)
         cost.add(pair.primary_cost_usd, pair.candidate_cost_usd)
         if pair.reference is not None:
