@@ -52,6 +52,7 @@ from tuneloop.providers import (
     OutputCheck,
     RequestOptions,
     StreamChunk,
+    StreamInterrupted,
     error_kind,
 )
 from tuneloop.store import Interaction, ModelVersion, OptOut, Store
@@ -463,10 +464,15 @@ class Gateway:
                     self._count_failures(
                         context.task, (Attempt(model, "failed", error_kind(exc), str(exc)),)
                     )
+                    message = (
+                        str(exc)
+                        if isinstance(exc, StreamInterrupted)
+                        else f"{model} failed after its answer began streaming: {exc}"
+                    )
                     yield sse(
                         APIError(
                             502,
-                            f"{model} failed after its answer began streaming: {exc}",
+                            message,
                             code="stream_interrupted",
                         ).body()
                     )
@@ -506,6 +512,9 @@ class Gateway:
             extra["stream_error"] = problem
         else:
             extra["check"] = self._check_after(context.task, request, completion, live.target)
+            self.metrics.upstream_latency.labels(context.task, live.target.name).observe(
+                completion.latency_ms / 1000
+            )
             completion = completion.replace(text=text)
         status = "200" if problem is None else problem
         self.finish(
