@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tuneloop.providers import ProviderUnavailable
@@ -103,3 +104,28 @@ class Running:
 
 def also_down(messages: list[dict[str, Any]]) -> str:
     raise server_error("provider answered 503")
+
+
+# A student that streams in pieces from a worker thread, as the local provider does: it sends
+# its first piece, then waits for the test to open ``GATE`` before the rest. ``EVENTS`` records
+# the order in which the two sides moved.
+GATE = None  # a threading.Event a test sets before use
+EVENTS: list[str] = []
+
+
+def gated_student(messages: list[dict[str, Any]]) -> Iterator[str]:
+    import threading
+
+    gate = GATE if isinstance(GATE, threading.Event) else threading.Event()
+    yield '{"answer": '
+    released = gate.wait(10.0)
+    EVENTS.append("student released" if released else "student gave up waiting")
+    yield json.dumps(_last_user(messages))
+    yield ', "by": "student"}'
+    EVENTS.append("student finished")
+
+
+def prose_streamer(messages: list[dict[str, Any]]) -> Iterator[str]:
+    """Streams prose in a JSON task: the check fails only once the answer is complete."""
+    yield "Sure! "
+    yield "Here is a layout."

@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gateway(tmp_path: Path, store_url: str, name: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    tmp_path: Path, store_url: str, name: str, *options: str
+) -> tuple[subprocess.Popen[bytes], str]:
     config = tmp_path / f"{name}.toml"
     config.write_text(
         f'workspace = "{(tmp_path / name).as_posix()}"\n[store]\nurl = "{store_url}"\n'
@@ -52,6 +54,7 @@ def start_gateway(tmp_path: Path, store_url: str, name: str) -> tuple[subprocess
             str(port),
             "-c",
             str(config),
+            *options,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -148,3 +151,29 @@ def test_two_gateways_share_one_postgresql_store(tmp_path: Path, store_url: str)
     assert len(rows) == len({key for key, _ in rows}) >= 4
     assert {meta["gateway"]["route"] for _, meta in rows} == {"fallback", "production"}
     store.close()
+
+
+def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{(tmp_path / 'store.db').as_posix()}"
+    process, url = start_gateway(tmp_path, store_url, "workers", "--workers", "2")
+    try:
+        body = {"model": TASK, "messages": [{"role": "user", "content": "a card"}]}
+        with httpx.Client(timeout=30) as client:
+            for _ in range(12):  # new connections: the workers share them out
+                assert client.post(
+                    f"{url}/v1/chat/completions", json=body, headers={"Connection": "close"}
+                ).is_success
+            totals = set()
+            for _ in range(6):  # whichever worker answers, it reports all 12
+                text = client.get(f"{url}/metrics", headers={"Connection": "close"}).text
+                totals.add(
+                    sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in text.splitlines()
+                        if line.startswith("tuneloop_gateway_requests_total{")
+                    )
+                )
+        assert totals == {12.0}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)

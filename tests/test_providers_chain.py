@@ -271,6 +271,38 @@ def test_a_stream_falls_back_before_its_first_text_but_not_after() -> None:
     assert received == ["par"]
 
 
+def test_a_chain_names_the_member_that_streams_and_the_ones_passed_over() -> None:
+    chain = FallbackChain([Streamer("a", [], ProviderTimeout("idle")), Streamer("b", ["x", "y"])])
+    first, second, final = list(chain.stream(HELLO))
+    assert (first.provider, second.provider) == ("b", "b")
+    assert [(a.provider, a.error) for a in first.trail] == [("a", "timeout")]
+    assert second.trail == () and final.completion is not None
+
+
+def test_a_generator_function_streams_its_pieces_as_they_come() -> None:
+    seen: list[str] = []
+
+    def pieces(messages: list[Message]) -> object:
+        for piece in ("one ", "two"):
+            seen.append(piece)
+            yield piece
+
+    provider = CallableProvider(pieces, name="gen")
+    stream = provider.stream(HELLO)
+    assert next(stream).text == "one " and seen == ["one "]  # the second piece not made yet
+    rest = list(stream)
+    assert rest[0].text == "two" and rest[-1].completion is not None
+    assert rest[-1].completion.text == "one two"
+    assert provider.complete(HELLO).text == "one two"
+
+    def broken(messages: list[Message]) -> object:
+        yield "half"
+        raise ValueError("lost the thread")
+
+    with pytest.raises(ProviderError, match="raised ValueError: lost the thread"):
+        list(CallableProvider(broken, name="broken").stream(HELLO))
+
+
 def test_async_chain_and_async_stream_fall_through_too() -> None:
     chain = FallbackChain(
         [Streamer("a", [], ProviderConnectionError("refused")), Streamer("b", ["ok"])]

@@ -312,3 +312,58 @@ def test_an_interrupted_run_resumes_from_stored_results(store_url: str) -> None:
     evaluate_provider(store, third, examples[:2], task="t", label="v1", resume_key="k1")
     assert len(third.asked) == 2
     store.close()
+
+
+def test_suite_files_read_every_format_the_formats_package_reads(tmp_path: Path) -> None:
+    """dataset.file and held_out take alpaca JSON, prompt/completion Parquet, ShareGPT…,
+    read through tuneloop.formats, with the metadata kept for breakdowns."""
+    from tuneloop.evaluate.suite import read_examples
+
+    alpaca = [
+        {"instruction": f"Design {n}", "input": "", "output": reference(n), "category": "c"}
+        for n in SCREENS[:2]
+    ]
+    (tmp_path / "alpaca.json").write_text(json.dumps(alpaca))
+    sharegpt = {
+        "conversations": [
+            {"from": "human", "value": "Design feed"},
+            {"from": "gpt", "value": reference("feed")},
+        ]
+    }
+    (tmp_path / "chat.jsonl").write_text(json.dumps(sharegpt) + "\n")
+    examples = read_examples(tmp_path / "alpaca.json", "dataset.file")
+    assert [e["messages"][-1]["content"] for e in examples] == [
+        reference("login"),
+        reference("settings"),
+    ]
+    assert examples[0]["messages"][0]["role"] == "user"
+    assert examples[0]["metadata"]["category"] == "c"
+    [chat] = read_examples(tmp_path / "chat.jsonl", "dataset.held_out")
+    assert chat["messages"][0] == {"role": "user", "content": "Design feed"}
+    write_jsonl(tmp_path / "eval.jsonl", SCREENS[:1], "Design")
+    [line] = read_examples(tmp_path / "eval.jsonl", "dataset.file")
+    assert line["metadata"] == {"category": "auth"}  # the file's metadata, not nested
+    (tmp_path / "bad.jsonl").write_text('{"nothing": 1}\n')
+    with pytest.raises(InputError, match=r"dataset.file: .*bad.jsonl:1: unknown_format"):
+        read_examples(tmp_path / "bad.jsonl", "dataset.file")
+    with pytest.raises(InputError, match="dataset.file: no file at"):
+        read_examples(tmp_path / "missing.jsonl", "dataset.file")
+
+
+def test_a_suite_runs_on_a_parquet_file(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"Design {n}", "completion": reference(n)} for n in SCREENS[:3]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "eval.parquet")
+    (tmp_path / "suite.toml").write_text(
+        'name = "pq"\n[dataset]\nfile = "eval.parquet"\n'
+        '[models]\nv1 = "callable:test_suites:good"\n'
+    )
+    config = Config.model_validate({"workspace": str(tmp_path / "ws")})
+    store = Store(config.store_url)
+    result = run_suite(load_suite(tmp_path / "suite.toml"), store, config, resolver(store))
+    assert result.runs["v1"].metrics["n"] == 3
+    assert result.runs["v1"].metrics["exact_match_rate"] == 1.0
+    store.close()

@@ -46,6 +46,13 @@ class Reply:
     finish_reason: str = "stop"  # OpenAI vocabulary; the Anthropic fake translates it
     chunk_chars: int = 5  # streams: characters per text event
     model: str | None = None  # default: the model the request named
+    # streams: before text ``gate_after``, wait (at most ``gate_timeout_s``) until the test sets
+    # ``gate``; ``events`` (the test's list) records what the fake did, in order, so a test can
+    # prove which side moved first without timing anything
+    gate: threading.Event | None = None
+    gate_after: int = 1
+    gate_timeout_s: float = 10.0
+    events: list[str] | None = None
 
     @classmethod
     def error(
@@ -101,6 +108,11 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
     prefix = f"event: {event}\n" if event else ""
     return f"{prefix}data: {payload}\n\n".encode()
+
+
+def _note(reply: Reply, event: str) -> None:
+    if reply.events is not None:
+        reply.events.append(event)
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -174,9 +186,13 @@ async def _openai_events(
     for index, piece in enumerate(_pieces(reply.text, reply.chunk_chars)):
         if reply.stall_after is not None and index == reply.stall_after:
             await asyncio.sleep(reply.stall_s)
+        if reply.gate is not None and index == reply.gate_after:
+            released = await asyncio.to_thread(reply.gate.wait, reply.gate_timeout_s)
+            _note(reply, "upstream released" if released else "upstream gave up waiting")
         if reply.malformed_at == index:
             yield b'data: {"id": "broken", "choices": [\n\n'
         yield _sse(chunk({"content": piece}, None))
+    _note(reply, "upstream finished")
     yield _sse(chunk({}, reply.finish_reason))
     usage = _openai_usage(reply)
     if include_usage and usage is not None:

@@ -6,6 +6,7 @@ Entry point: ``tuneloop.connect()`` → :class:`tuneloop.capture.client.Tuneloop
 
 from tuneloop.capture.client import Tuneloop, connect
 from tuneloop.capture.importer import import_jsonl
+from tuneloop.capture.records import parse_time
 from tuneloop.capture.stats import collection_stats
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "collection_stats",
     "connect",
     "import_jsonl",
+    "parse_time",
 ]

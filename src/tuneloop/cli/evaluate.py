@@ -1,4 +1,5 @@
-"""``tuneloop eval``: run suites or models, compare runs, report, gate, leaderboard.
+"""``tuneloop eval``: run suites or models, compare runs, report, gate, leaderboard; read
+gateway traffic (``shadow``, ``outcomes``).
 
 ``tuneloop eval base v1`` (no subcommand) is ``tuneloop eval run base v1``.
 """
@@ -13,6 +14,8 @@ from rich.progress import Progress
 from typer.core import TyperGroup
 
 from tuneloop.cli.common import ConfigOption, console, err_console, load
+from tuneloop.cli.options import config_options
+from tuneloop.config import TrafficConfig
 
 if TYPE_CHECKING:
     from tuneloop.config import Config
@@ -362,3 +365,172 @@ def leaderboard_command(
         console.print(leaderboard_markdown(rows), markup=False)
     else:
         console.print(leaderboard_table(rows))
+
+
+def _time_option(value: str | None, option: str) -> Any:
+    from tuneloop.capture import parse_time
+
+    return None if value is None else parse_time(value, option)
+
+
+TimeOption = Annotated[str | None, typer.Option(help="ISO-8601 time or date (UTC if no zone).")]
+
+
+@eval_app.command("shadow")
+@config_options("evaluate.traffic", TrafficConfig)
+def shadow(
+    candidate: Annotated[
+        str, typer.Option(help="The shadow version: vN (or TASK@vN) of the task.")
+    ],
+    task: Annotated[str | None, typer.Option(help="Task (default: config task).")] = None,
+    since: TimeOption = None,
+    until: TimeOption = None,
+    served_by: Annotated[
+        str | None, typer.Option(help="Only pairs whose served answer came from this model.")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's calls.")] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="An eval suite whose metrics (and judge) to apply to the pairs."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config_path: ConfigOption = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Compare a shadow version with what served the same gateway requests: agreement, checks,
+    quality against user corrections, judge preference, latency and cost, with 95 % intervals."""
+    import json
+
+    from tuneloop.evaluate import PairwiseJudge, analyse_shadow, resolve_metrics
+    from tuneloop.providers import build_provider
+
+    config, store = load(config_path, **overrides)
+    settings = config.evaluate.traffic
+    metrics: dict[str, Any] = dict(config.evaluate.metrics)
+    judge_spec = settings.judge
+    notes: list[str] = []
+    if suite is not None:
+        from tuneloop.evaluate import load_suite, suite_metrics
+
+        loaded = load_suite(suite)
+        # judged on a sample below, not on every pair
+        metrics.update(suite_metrics(loaded.model_copy(update={"judge": None}), store, notes))
+        judge_spec = judge_spec or (loaded.judge.provider if loaded.judge else None)
+    judge = None
+    if judge_spec:
+        from tuneloop.evaluate.judges import JudgeCache
+
+        judge = PairwiseJudge(build_provider(judge_spec, store=store), cache=JudgeCache(store))
+    report = analyse_shadow(
+        store,
+        task or config.task,
+        candidate,
+        metrics=resolve_metrics(metrics),
+        judge=judge,
+        judge_sample=settings.judge_sample,
+        weak_below=settings.weak_below,
+        since=_time_option(since, "--since"),
+        until=_time_option(until, "--until"),
+        served_by=served_by,
+        tenant=tenant,
+    )
+    report.notes = notes + report.notes
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    _print_shadow(report)
+
+
+def _print_shadow(report: Any) -> None:
+    from rich.table import Table
+
+    from tuneloop.evaluate import describe_estimate as describe
+
+    table = Table(title=f"{report.candidate} in shadow: {report.pairs} pairs")
+    for column in ("measure", "served", "candidate", "candidate − served"):
+        table.add_column(column)
+    labels = {"exact": "same text", "json_equal": "same JSON"}
+    for name, estimate in report.agreement.items():
+        table.add_row(labels.get(name, name), "", describe(estimate.to_dict()), "")
+    if report.checks_passed is not None:
+        table.add_row("passed the task's checks", "", describe(report.checks_passed.to_dict()), "")
+    for name, paired in report.scores.items():
+        label = name if name in ("valid_json", "latency_ms") else f"{name} vs correction"
+        digits = 1 if name == "latency_ms" else 3
+        table.add_row(
+            label,
+            describe(paired["served"], digits),
+            describe(paired["candidate"], digits),
+            describe(paired["delta"], digits),
+        )
+    table.add_row(
+        "cost USD",
+        describe(report.cost["served"], 5),
+        describe(report.cost["candidate"], 5),
+        describe(report.cost["delta"], 5),
+    )
+    if report.judge is not None:
+        judge = report.judge
+        table.add_row(
+            f"judge prefers candidate ({judge['candidate_wins']} won, {judge['served_wins']} "
+            f"lost, {judge['ties']} tied)",
+            "",
+            describe(judge["candidate_preference"]),
+            "",
+        )
+    console.print(table)
+    if report.served_by:
+        served = ", ".join(f"{name} {count}" for name, count in report.served_by.most_common())
+        console.print(f"served by: {served}", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+@eval_app.command("outcomes")
+@config_options("evaluate.traffic", TrafficConfig, exclude=("judge", "judge_sample"))
+def outcomes(
+    task: Annotated[str | None, typer.Option(help="Task (default: config task).")] = None,
+    since: TimeOption = None,
+    until: TimeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config_path: ConfigOption = None,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """User outcomes per model version (thumbs-up rate, corrections, acceptance, mean reward)
+    with 95 % intervals, counted in the store."""
+    import json
+
+    from rich.table import Table
+
+    from tuneloop.evaluate import describe_estimate as describe
+    from tuneloop.evaluate import outcomes_by_version
+
+    config, store = load(config_path, **overrides)
+    report = outcomes_by_version(
+        store,
+        task or config.task,
+        since=_time_option(since, "--since"),
+        until=_time_option(until, "--until"),
+        weak_below=config.evaluate.traffic.weak_below,
+    )
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    table = Table(title=f"outcomes of task {report.task}")
+    for column in ("version", "calls", "rated", "thumbs up", "corrected", "accepted", "reward"):
+        table.add_column(column)
+    for row in report.versions:
+        table.add_row(
+            row.version,
+            str(row.calls),
+            str(row.rated),
+            describe(row.thumbs_up.to_dict()),
+            describe(row.corrections.to_dict()),
+            describe(row.acceptance.to_dict()),
+            describe(row.reward.to_dict()),
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)

@@ -34,6 +34,7 @@ from tuneloop.config.models import (
     RewardTable,
     Section,
     StoreConfig,
+    TrafficConfig,
     TrainConfig,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "RewardTable",
     "Section",
     "StoreConfig",
+    "TrafficConfig",
     "TrainConfig",
     "load_config",
     "redact_url",

@@ -189,6 +189,24 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = all cores")
 
 
+class TrafficConfig(Section):
+    """Analyses of gateway traffic: shadow pairs and user outcomes per version."""
+
+    judge: str | None = Field(
+        None,
+        description="provider spec of a judge that compares each sampled shadow pair in both "
+        "orders (empty: the suite's judge when one is given, else no judge)",
+    )
+    judge_sample: int = Field(
+        200, ge=1, description="shadow pairs judged at most (a uniform sample; two calls each)"
+    )
+    weak_below: int = Field(
+        30,
+        ge=1,
+        description="with fewer pairs or rated calls than this, a report says its evidence is weak",
+    )
+
+
 class EvaluateConfig(Section):
     max_new_tokens: int = Field(384, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per generate call for local models")
@@ -202,6 +220,7 @@ class EvaluateConfig(Section):
         default_factory=list,
         description="metadata keys to break results down by (e.g. wording, category)",
     )
+    traffic: TrafficConfig = Field(default_factory=TrafficConfig)
 
 
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
@@ -344,6 +363,13 @@ class GatewayConfig(Section):
         None,
         description="optional 'module:function' called with each answer (its JSON value in JSON "
         "tasks, else the text); returning False or raising rejects it, which then falls back",
+    )
+    stream_checks: Literal["after", "before"] = Field(
+        "after",
+        description="streamed answers: after = forward each piece as it arrives and check the "
+        "whole answer when it ends (the verdict is logged; a stream cannot fall back once text is "
+        "out); before = wait for the whole answer, check it (falling back like a plain call), "
+        "then send it",
     )
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls waiting at most; more are dropped"

@@ -1,4 +1,5 @@
-"""Evaluate: run any provider over a dataset split, score the outputs, compare the runs.
+"""Evaluate: run any provider over a dataset split, score the outputs, compare the runs; read
+gateway traffic for shadow comparisons and user outcomes per version.
 
 Built-in scores (``metrics.score_output``) sit beside user metrics (``MetricFn`` callables or
 ``module:function`` specs); every run-level mean carries a bootstrap 95 % interval and can be
@@ -17,6 +18,7 @@ from tuneloop.evaluate.judges import (
 )
 from tuneloop.evaluate.metrics import (
     exact_match,
+    json_equal,
     parse_json_output,
     score_output,
     structural_similarity,
@@ -24,6 +26,7 @@ from tuneloop.evaluate.metrics import (
     tree_similarity,
     valid_json,
 )
+from tuneloop.evaluate.outcomes import OutcomesReport, VersionOutcomes, outcomes_by_version
 from tuneloop.evaluate.plots import save_comparison_plot
 from tuneloop.evaluate.probes import (
     PROBE_KINDS,
@@ -66,8 +69,30 @@ from tuneloop.evaluate.runner import (
     resolve_metrics,
     split_reference,
 )
-from tuneloop.evaluate.stats import Estimate, bootstrap_mean, breakdown, group_value
-from tuneloop.evaluate.suite import latest_result, load_suite, run_suite
+from tuneloop.evaluate.shadow import (
+    ShadowPair,
+    ShadowReport,
+    analyse_shadow,
+    describe_estimate,
+    shadow_pairs,
+)
+from tuneloop.evaluate.stats import (
+    Estimate,
+    RunningMean,
+    bootstrap_counts,
+    bootstrap_mean,
+    bootstrap_rate,
+    breakdown,
+    group_value,
+    normal_estimate,
+)
+from tuneloop.evaluate.suite import (
+    latest_result,
+    load_suite,
+    read_examples,
+    run_suite,
+    suite_metrics,
+)
 
 __all__ = [
     "PROBE_KINDS",
@@ -77,40 +102,53 @@ __all__ = [
     "JudgeCache",
     "JudgeError",
     "MetricFn",
+    "OutcomesReport",
     "PairwiseJudge",
     "ProbeReport",
     "Rating",
     "ReadingTask",
     "RubricJudge",
+    "RunningMean",
     "Score",
+    "ShadowPair",
+    "ShadowReport",
     "Trait",
     "Verdict",
+    "VersionOutcomes",
     "aggregate",
+    "analyse_shadow",
     "attach_metadata",
     "battle",
     "bootstrap_bradley_terry",
+    "bootstrap_counts",
     "bootstrap_mean",
+    "bootstrap_rate",
     "bradley_terry",
     "breakdown",
     "breakdown_table",
     "check_gate",
     "comparison_dict",
     "comparison_table",
+    "describe_estimate",
     "evaluate_provider",
     "exact_match",
     "group_value",
     "interval_ranks",
+    "json_equal",
     "latest_result",
     "leaderboard",
     "leaderboard_markdown",
     "leaderboard_table",
     "load_suite",
+    "normal_estimate",
     "online_elo",
+    "outcomes_by_version",
     "parse_json_output",
     "percentile",
     "probe_tasks",
     "pseudo_word",
     "read_battles",
+    "read_examples",
     "reading_task",
     "reference_judge",
     "resolve_metrics",
@@ -120,8 +158,10 @@ __all__ = [
     "save_comparison_plot",
     "score_battles",
     "score_output",
+    "shadow_pairs",
     "split_reference",
     "structural_similarity",
+    "suite_metrics",
     "text_similarity",
     "tree_similarity",
     "valid_json",

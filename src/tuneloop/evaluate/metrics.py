@@ -49,6 +49,25 @@ def exact_match(output: str, reference: str) -> bool:
     return output.strip() == reference.strip()
 
 
+def json_equal(first: str, second: str) -> bool | None:
+    """Whether two outputs are the same JSON value (key order, whitespace and code fences
+    ignored); None when neither is JSON (free text has no JSON to compare)."""
+    return compare_json(first, second)[2]
+
+
+def compare_json(first: str, second: str) -> tuple[bool, bool, bool | None]:
+    """(first is JSON, second is JSON, ``json_equal``), parsing each text once and identical
+    texts once in all: what a comparison of millions of answer pairs needs."""
+    first_ok, first_value = _parse(first)
+    if first.strip() == second.strip():
+        return first_ok, first_ok, True if first_ok else None
+    second_ok, second_value = _parse(second)
+    if not first_ok and not second_ok:
+        return False, False, None
+    same = first_ok and second_ok and _canonical(first_value) == _canonical(second_value)
+    return first_ok, second_ok, same
+
+
 def structural_similarity(output: str, reference: str) -> float:
     """How much of the reference JSON tree the output reproduces, in [0, 1].
 

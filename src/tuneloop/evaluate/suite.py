@@ -3,7 +3,7 @@
 ```toml
 name = "ui-layout"
 [dataset]
-name = "ui-layout@latest"      # a dataset version's split, or: file = "eval.jsonl"
+name = "ui-layout@latest"      # a dataset version's split, or: file = "eval.parquet" (any format)
 split = "eval"
 held_out = "new_wording.jsonl" # optional: reported apart as source = held_out
 max_examples = 50
@@ -48,7 +48,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuneloop.config import Config
-from tuneloop.errors import InputError
+from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evaluate.ratings import Battle, leaderboard, score_battles, write_battles
 from tuneloop.evaluate.runner import MetricFn, attach_metadata, evaluate_provider, resolve_metrics
 from tuneloop.providers.base import Provider
@@ -64,8 +64,17 @@ class _Section(BaseModel):
 class DatasetSpec(_Section):
     name: str | None = Field(None, description="NAME@VERSION of a dataset (default: the task's)")
     split: str = "eval"
-    file: str | None = Field(None, description="a JSONL file of {messages, metadata} instead")
-    held_out: str | None = Field(None, description="JSONL of held-out wording, reported apart")
+    file: str | None = Field(
+        None,
+        description="a file or folder in any format tuneloop reads (JSONL, JSON, Parquet, "
+        "datasets folder; OpenAI chat, alpaca, ShareGPT, prompt/completion, DPO) instead",
+    )
+    held_out: str | None = Field(
+        None, description="held-out wording, in any of the same formats, reported apart"
+    )
+    format: str | None = Field(
+        None, description="the files' format when detection is not wanted (openai, alpaca, …)"
+    )
     max_examples: int | None = Field(None, ge=1)
 
 
@@ -238,7 +247,7 @@ def suite_examples(
     spec = suite.dataset
     dataset_id = None
     if spec.file:
-        examples = _read_jsonl(suite.resolve(spec.file), "dataset.file")
+        examples = read_examples(suite.resolve(spec.file), "dataset.file", spec.format)
     else:
         dataset = resolve_dataset(store, spec.name or task)
         dataset_id = dataset.id
@@ -246,7 +255,7 @@ def suite_examples(
     examples = examples[: spec.max_examples]
     tagged = [_tag(example, "dataset") for example in examples]
     if spec.held_out:
-        held_out = _read_jsonl(suite.resolve(spec.held_out), "dataset.held_out")
+        held_out = read_examples(suite.resolve(spec.held_out), "dataset.held_out", spec.format)
         tagged += [_tag(example, "held_out") for example in held_out[: spec.max_examples]]
     if not tagged:
         raise InputError(f"suite {suite.name!r} has no examples to evaluate")
@@ -259,20 +268,37 @@ def _tag(example: Mapping[str, Any], source: str) -> dict[str, Any]:
     return {**example, "metadata": metadata}
 
 
-def _read_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
-    if not path.is_file():
+def read_examples(path: Path, key: str, fmt: str | None = None) -> list[dict[str, Any]]:
+    """Eval examples (``{messages, metadata}``) from a file or folder in any format the formats
+    package reads; a preference pair is evaluated on its chosen answer. The first unreadable
+    entry is an error naming its file and line (never its content)."""
+    from tuneloop.formats import iter_entries
+
+    if not path.exists():
         raise InputError(f"{key}: no file at {path}")
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise InputError(f"{path}:{number}: not a JSON line") from None
-        if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
-            raise InputError(f"{path}:{number}: expected an object with a messages list")
-        examples.append(record)
+    try:
+        for entry in iter_entries(path, fmt=fmt):
+            if entry.problem is not None:
+                raise InputError(f"{key}: {entry.problem}")
+            record = entry.record
+            if record is None or record.kind == "text":
+                raise InputError(
+                    f"{key}: {entry.path}:{entry.line}: plain text has no prompt to evaluate"
+                )
+            messages = record.messages + (record.chosen or [])
+            extra = dict(record.metadata)
+            nested = extra.pop("metadata", None)
+            interaction_id = extra.pop("interaction_id", None)
+            metadata = {**extra, **(nested if isinstance(nested, dict) else {})}
+            example: dict[str, Any] = {"messages": messages, "metadata": metadata}
+            if isinstance(interaction_id, str):
+                example["interaction_id"] = interaction_id
+            examples.append(example)
+    except InputError:
+        raise
+    except TuneloopError as exc:
+        raise InputError(f"{key}: {exc}") from None
     return examples
 
 

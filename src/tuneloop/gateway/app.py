@@ -102,9 +102,16 @@ def create_app(config: Config, *, store: Store | None = None) -> FastAPI:
         scope = gateway.authenticate(request.headers.get("authorization"))
         body = parse(ChatCompletionRequest, await read_json_body(request))
         context = gateway.context(body, headers_of(request), scope)
+        if body.stream and config.gateway.stream_checks == "after":
+            live = await gateway.open_stream(body, context)
+            return StreamingResponse(
+                gateway.stream_events(body, context, live),
+                media_type="text/event-stream",
+                headers=route_headers(context, live.target.name, live.route, live.trail),
+            )
         answer = await gateway.answer(body, context)
         gateway.finish(body, context, answer)
-        headers = answer_headers(context, answer)
+        headers = route_headers(context, answer.target.name, answer.route, answer.trail)
         usage = usage_body(answer.completion.prompt_tokens, answer.completion.completion_tokens)
         response_id = f"chatcmpl-{context.call_id}"
         if body.stream:
@@ -177,21 +184,26 @@ def create_app(config: Config, *, store: Store | None = None) -> FastAPI:
     return app
 
 
-def answer_headers(context: CallContext, answer: Answer) -> dict[str, str]:
+def route_headers(
+    context: CallContext, model: str, route: str, trail: list[dict[str, str]]
+) -> dict[str, str]:
+    """Who answered, by which route, after which failures."""
     headers = {
         "X-Tuneloop-Call-Id": context.call_id,
-        "X-Tuneloop-Model": answer.target.name,
-        "X-Tuneloop-Route": answer.route,
+        "X-Tuneloop-Model": model,
+        "X-Tuneloop-Route": route,
     }
-    if answer.trail:
-        headers["X-Tuneloop-Fallback-Reason"] = answer.fallback_reason[:500]
+    if trail:
+        reason = ",".join(f"{step['model']}:{step['reason']}" for step in trail)
+        headers["X-Tuneloop-Fallback-Reason"] = reason[:500]
     return headers
 
 
 def stream_events(
     response_id: str, answer: Answer, usage: dict[str, int], include_usage: bool
 ) -> Iterator[str]:
-    """The answer as OpenAI's SSE chunks: role, content pieces, finish, optional usage, DONE."""
+    """A whole, checked answer as OpenAI's SSE chunks (``gateway.stream_checks = "before"``):
+    role, content pieces, finish, optional usage, DONE."""
     created, model = int(time.time()), answer.target.name
 
     def event(body: dict[str, object]) -> str:

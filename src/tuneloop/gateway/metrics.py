@@ -1,11 +1,22 @@
 """Prometheus metrics of one gateway app, in the app's own registry (no process-global state).
 
 Labels are task, model, route and reason names, never tenants' data or keys.
+
+With several worker processes (``--workers N``) each process counts its own calls, and a scrape
+reaches one of them at random. The launcher then gives every worker one folder in
+``PROMETHEUS_MULTIPROC_DIR`` (emptied at start): prometheus_client's multiprocess mode keeps each
+process's values in files there, and ``/metrics`` in any worker adds up the files of all of them
+(:func:`render_multiprocess`). Queue depths are summed over live processes only.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -13,7 +24,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class GatewayMetrics:
     """Counters and histograms the gateway updates and ``/metrics`` exposes."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        found = os.environ.get(MULTIPROCESS_ENV)
+        self.multiprocess_dir = multiprocess_dir or (Path(found) if found else None)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -34,6 +47,19 @@ class GatewayMetrics:
             "Wall time of successful provider calls",
             ["task", "model"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "tuneloop_gateway_first_token_seconds",
+            "Wall time of streamed requests until their first text was ready to send",
+            ["task", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_checks = Counter(
+            "tuneloop_gateway_stream_check_failures",
+            "Streamed answers that failed the task's checks after they were sent",
+            ["task", "model", "reason"],
             registry=r,
         )
         self.fallbacks = Counter(
@@ -57,6 +83,7 @@ class GatewayMetrics:
         self.log_queue = Gauge(
             "tuneloop_gateway_log_queue_depth",
             "Calls waiting to be written to the store",
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.logged = Counter(
@@ -73,7 +100,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.shadow_queue = Gauge(
-            "tuneloop_gateway_shadow_queue_depth", "Shadow calls waiting", registry=r
+            "tuneloop_gateway_shadow_queue_depth",
+            "Shadow calls waiting",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.shadow = Counter(
             "tuneloop_gateway_shadow_calls",
@@ -83,4 +113,33 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
+        """The text exposition: every worker's values when they share a folder, else ours."""
+        if self.multiprocess_dir is not None:
+            return render_multiprocess(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """This process stops: its queue depths no longer count (its counters still do)."""
+        if self.multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))
+
+
+def render_multiprocess(folder: Path) -> bytes:
+    """The metrics of every process that wrote to ``folder``, added up (counters, histograms)
+    or summed over live processes (gauges)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(folder))
+    return generate_latest(registry)
+
+
+def prepare_multiprocess_dir(folder: Path) -> Path:
+    """Create ``folder`` or empty it of a previous run's value files, which would otherwise be
+    added to this run's counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return folder

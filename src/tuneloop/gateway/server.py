@@ -1,8 +1,12 @@
-"""Running the gateway: one process, or several uvicorn workers sharing one resolved config."""
+"""Running the gateway: one process, or several uvicorn workers sharing one resolved config and
+one folder of Prometheus values (so ``/metrics`` in any worker counts every worker's calls)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -10,6 +14,7 @@ from tuneloop.config import Config
 from tuneloop.errors import ConfigError
 from tuneloop.gateway.app import create_app
 from tuneloop.gateway.keys import list_keys
+from tuneloop.gateway.metrics import MULTIPROCESS_ENV, prepare_multiprocess_dir
 from tuneloop.gateway.service import is_loopback
 from tuneloop.store import Store
 
@@ -46,15 +51,23 @@ def serve(config: Config) -> None:
         )
         return
     os.environ[CONFIG_ENV] = config.model_dump_json()
-    uvicorn.run(
-        "tuneloop.gateway.server:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    given = os.environ.get(MULTIPROCESS_ENV)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="tuneloop-gateway-metrics-"))
+    # Set before the workers start, so their prometheus_client writes values to the folder.
+    os.environ[MULTIPROCESS_ENV] = str(prepare_multiprocess_dir(folder))
+    try:
+        uvicorn.run(
+            "tuneloop.gateway.server:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if not given:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def app_from_environment() -> FastAPI:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from tuneloop.gateway.routing import (
     request_schema,
     routes_from_stages,
 )
-from tuneloop.gateway.types import ChatCompletionRequest
+from tuneloop.gateway.types import ChatCompletionRequest, chunk_body, usage_body
 from tuneloop.gateway.upstream import Checked, Upstream
 from tuneloop.imports import import_object
 from tuneloop.providers import (
@@ -49,6 +51,8 @@ from tuneloop.providers import (
     InvalidOutput,
     OutputCheck,
     RequestOptions,
+    StreamChunk,
+    StreamInterrupted,
     error_kind,
 )
 from tuneloop.store import Interaction, ModelVersion, OptOut, Store
@@ -94,9 +98,32 @@ class Answer:
     route: str
     trail: list[dict[str, str]]
 
-    @property
-    def fallback_reason(self) -> str:
-        return ",".join(f"{step['model']}:{step['reason']}" for step in self.trail)
+
+@dataclass
+class LiveStream:
+    """A streamed answer whose first piece has arrived: who answers, by which route, after
+    which failures, and the rest of the chain's stream."""
+
+    chunks: AsyncIterator[StreamChunk]
+    first: StreamChunk
+    target: Target
+    route: str
+    trail: list[dict[str, str]]
+    first_token_s: float
+
+
+def failures(trail: tuple[Attempt, ...]) -> list[dict[str, str]]:
+    """The providers passed over, as the log and the fallback header show them."""
+    return [
+        {"model": a.provider, "reason": a.error or a.outcome, "detail": a.detail or ""}
+        for a in trail
+        if a.outcome != "ok"
+    ]
+
+
+def sse(body: dict[str, Any]) -> str:
+    """One server-sent event carrying a JSON body."""
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
 @dataclass
@@ -172,6 +199,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.calllog.close)
+        self.metrics.close()
         self.store.close()
 
     def reload(self) -> None:
@@ -327,47 +355,187 @@ class Gateway:
             validator_name=self.settings.validator or "validator",
         )
 
-    async def answer(self, request: ChatCompletionRequest, context: CallContext) -> Answer:
-        """The routed version, then each fallback (one chain); 502/503 naming every failure."""
+    def _plan(
+        self, context: CallContext
+    ) -> tuple[TaskRoutes | None, str, Target | None, list[Target]]:
+        """(routes, route, routed target, every target to try in order) of a call."""
         routes = self.routes.get(context.task)
         first: Target | None = context.direct
         route = "direct"
         if first is None:
             route, first = pick_route(routes, context.sticky_key)
-        targets = plan(first, self.fallbacks)
+        return routes, route, first, plan(first, self.fallbacks)
+
+    def _no_answer(self, context: CallContext, route: str, exc: AllProvidersFailed) -> APIError:
+        """Every provider failed or was skipped: 502/503 naming each and why."""
+        self._count_failures(context.task, exc.trail)
+        reasons = "; ".join(f"{a.provider}: {a.error}" for a in exc.trail)
+        status = 503 if all(a.outcome == "skipped" for a in exc.trail) else 502
+        self.metrics.requests.labels(context.task, "none", route, str(status)).inc()
+        return APIError(
+            status,
+            f"no provider answered task {context.task!r} ({reasons})",
+            code="upstream_failed",
+            headers={"X-Tuneloop-Route": route, "X-Tuneloop-Fallback-Reason": reasons[:500]},
+        )
+
+    async def answer(self, request: ChatCompletionRequest, context: CallContext) -> Answer:
+        """The routed version, then each fallback (one chain); 502/503 naming every failure."""
+        routes, route, first, targets = self._plan(context)
         chain = self.upstream.chain(context.task, targets, self.rules)
         messages = request.message_dicts()
         options = request.options()
         try:
             completion = await chain.acomplete(messages, options=options)
         except AllProvidersFailed as exc:
-            self._count_failures(context.task, exc.trail)
-            reasons = "; ".join(f"{a.provider}: {a.error}" for a in exc.trail)
-            status = 503 if all(a.outcome == "skipped" for a in exc.trail) else 502
-            self.metrics.requests.labels(context.task, "none", route, str(status)).inc()
-            raise APIError(
-                status,
-                f"no provider answered task {context.task!r} ({reasons})",
-                code="upstream_failed",
-                headers={"X-Tuneloop-Route": route, "X-Tuneloop-Fallback-Reason": reasons[:500]},
-            ) from None
+            raise self._no_answer(context, route, exc) from None
         self._count_failures(context.task, completion.trail)
-        by_name = {target.name: target for target in targets}
         answered = next(
             (a.provider for a in reversed(completion.trail) if a.outcome == "ok"), targets[-1].name
         )
-        target = by_name.get(answered, targets[-1])
-        trail = [
-            {"model": a.provider, "reason": a.error or a.outcome, "detail": a.detail or ""}
-            for a in completion.trail
-            if a.outcome != "ok"
-        ]
+        target = next((t for t in targets if t.name == answered), targets[-1])
         self.metrics.upstream_latency.labels(context.task, target.name).observe(
             completion.latency_ms / 1000
         )
         served_route = route if target == first else "fallback"
         self._shadow(context, routes, route, messages, options)
-        return Answer(completion.text, completion, target, served_route, trail)
+        return Answer(completion.text, completion, target, served_route, failures(completion.trail))
+
+    async def open_stream(self, request: ChatCompletionRequest, context: CallContext) -> LiveStream:
+        """Start the route's stream and wait for its first piece. Until then a failing provider
+        hands over to the next, as in a plain call, and no provider at all is a 502/503; once
+        text is out, the stream cannot change provider (:meth:`stream_events`)."""
+        routes, route, first, targets = self._plan(context)
+        chain = self.upstream.chain(context.task, targets, self.rules)
+        messages = request.message_dicts()
+        options = request.options()
+        chunks = chain.astream(messages, options=options)
+        try:
+            chunk = await anext(chunks)
+        except AllProvidersFailed as exc:
+            raise self._no_answer(context, route, exc) from None
+        except StopAsyncIteration:  # a chain ends in a completion or an error; never this
+            raise APIError(
+                502, "the upstream stream ended at once", code="upstream_failed"
+            ) from None
+        if chunk.completion is not None:  # no text at all: the answer came whole
+            trail = chunk.completion.trail
+            answered = next((a.provider for a in reversed(trail) if a.outcome == "ok"), None)
+        else:
+            trail, answered = chunk.trail, chunk.provider
+        self._count_failures(context.task, trail)
+        target = next((t for t in targets if t.name == answered), targets[-1])
+        first_token_s = time.perf_counter() - context.started
+        served_route = route if target == first else "fallback"
+        self.metrics.first_token.labels(context.task, served_route).observe(first_token_s)
+        self._shadow(context, routes, route, messages, options)
+        return LiveStream(chunks, chunk, target, served_route, failures(trail), first_token_s)
+
+    async def stream_events(
+        self, request: ChatCompletionRequest, context: CallContext, live: LiveStream
+    ) -> AsyncIterator[str]:
+        """The stream as OpenAI's SSE events, each delta as it arrives; then the finish chunk,
+        the usage chunk when asked for, ``[DONE]``. A failure after the first delta ends the
+        stream with an error event in OpenAI's shape. The call is logged once, at the end,
+        with the text as sent, whatever happened (a client that went away included)."""
+        response_id, created = f"chatcmpl-{context.call_id}", int(time.time())
+        model, usage_field = live.target.name, request.wants_usage_chunk
+        parts: list[str] = []
+        completion: Completion | None = None
+        problem: str | None = "client_disconnected"
+
+        def event(delta: dict[str, Any] | None, **extra: Any) -> str:
+            body = chunk_body(
+                response_id, model, created, delta, with_usage_field=usage_field, **extra
+            )
+            return sse(body)
+
+        try:
+            yield event({"role": "assistant", "content": ""})
+            chunk = live.first
+            while chunk.completion is None:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield event({"content": chunk.text})
+                try:
+                    chunk = await anext(live.chunks)
+                except ProviderError as exc:
+                    problem = error_kind(exc)
+                    self._count_failures(
+                        context.task, (Attempt(model, "failed", error_kind(exc), str(exc)),)
+                    )
+                    message = (
+                        str(exc)
+                        if isinstance(exc, StreamInterrupted)
+                        else f"{model} failed after its answer began streaming: {exc}"
+                    )
+                    yield sse(
+                        APIError(
+                            502,
+                            message,
+                            code="stream_interrupted",
+                        ).body()
+                    )
+                    return
+            completion, problem = chunk.completion, None
+            yield event({}, finish_reason=completion.finish_reason or "stop")
+            if usage_field:
+                usage = usage_body(completion.prompt_tokens, completion.completion_tokens)
+                yield sse(chunk_body(response_id, model, created, None, usage=usage))
+            yield "data: [DONE]\n\n"
+        finally:
+            self._finish_stream(request, context, live, "".join(parts), completion, problem)
+            await live.chunks.aclose()  # type: ignore[attr-defined]
+
+    def _finish_stream(
+        self,
+        request: ChatCompletionRequest,
+        context: CallContext,
+        live: LiveStream,
+        text: str,
+        completion: Completion | None,
+        problem: str | None,
+    ) -> None:
+        """Log a stream once: its text as sent, the check made after the fact, the time to
+        first token; an unfinished one with why it stopped."""
+        extra: dict[str, Any] = {
+            "stream": True,
+            "first_token_ms": round(live.first_token_s * 1000, 3),
+        }
+        if completion is None:
+            completion = Completion(
+                text=text,
+                model=live.target.name,
+                provider=live.target.name,
+                latency_ms=(time.perf_counter() - context.started) * 1000,
+            )
+            extra["stream_error"] = problem
+        else:
+            extra["check"] = self._check_after(context.task, request, completion, live.target)
+            self.metrics.upstream_latency.labels(context.task, live.target.name).observe(
+                completion.latency_ms / 1000
+            )
+            completion = completion.replace(text=text)
+        status = "200" if problem is None else problem
+        self.finish(
+            request,
+            context,
+            Answer(text, completion, live.target, live.route, live.trail),
+            extra=extra,
+            status=status,
+        )
+
+    def _check_after(
+        self, task: str, request: ChatCompletionRequest, completion: Completion, target: Target
+    ) -> str:
+        """The task's answer checks on a finished stream: ``ok`` or the failure's reason,
+        counted; never a fallback, since the client already has the text."""
+        try:
+            self.rules(task, request.options()).apply(completion.replace(provider=target.name))
+        except InvalidOutput as exc:
+            self.metrics.stream_checks.labels(task, target.name, exc.reason).inc()
+            return exc.reason
+        return "ok"
 
     def _count_failures(self, task: str, trail: tuple[Attempt, ...]) -> None:
         for attempt in trail:
@@ -376,11 +544,19 @@ class Gateway:
                     task, attempt.provider, attempt.error or attempt.outcome
                 ).inc()
 
-    def finish(self, request: ChatCompletionRequest, context: CallContext, answer: Answer) -> None:
+    def finish(
+        self,
+        request: ChatCompletionRequest,
+        context: CallContext,
+        answer: Answer,
+        *,
+        extra: dict[str, Any] | None = None,
+        status: str = "200",
+    ) -> None:
         """Metrics and the log record of an answered call (never blocks on the store)."""
         completion, task, model = answer.completion, context.task, answer.target.name
         elapsed = time.perf_counter() - context.started
-        self.metrics.requests.labels(task, model, answer.route, "200").inc()
+        self.metrics.requests.labels(task, model, answer.route, status).inc()
         self.metrics.latency.labels(task, answer.route).observe(elapsed)
         if completion.prompt_tokens:
             self.metrics.tokens.labels(task, model, "prompt").inc(completion.prompt_tokens)
@@ -391,6 +567,7 @@ class Gateway:
         gateway_info: dict[str, Any] = {"route": answer.route, "served_by": model}
         if answer.trail:
             gateway_info["fallback"] = answer.trail
+        gateway_info.update(extra or {})
         self.submit(
             context,
             request.message_dicts(),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from tuneloop.config import ProviderSettings
 from tuneloop.gateway.routing import Target
@@ -25,6 +26,7 @@ from tuneloop.providers import (
     Provider,
     ProviderTimeout,
     RequestOptions,
+    StreamChunk,
     build_provider,
 )
 from tuneloop.store import Store
@@ -74,6 +76,34 @@ class Checked(BaseProvider):
         except TimeoutError:
             raise ProviderTimeout(f"{self.name}: no answer within {seconds:g} s") from None
         return self._checked(completion, options)
+
+    async def _astream(
+        self, messages: list[Message], options: RequestOptions
+    ) -> AsyncIterator[StreamChunk]:
+        """The provider's own stream, passed on delta by delta within the deadline. The answer
+        is not checked here: its text is already out, so the gateway checks it at the end and
+        records the verdict instead of falling back."""
+        seconds = self._deadline(options)
+        ends = time.monotonic() + seconds
+        chunks = self._provider().astream(
+            messages, options=options.with_overrides(timeout_s=seconds)
+        )
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(max(0.0, ends - time.monotonic())):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise ProviderTimeout(
+                        f"{self.name}: the stream did not end within {seconds:g} s"
+                    ) from None
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
 
     def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
         seconds = self._deadline(options)

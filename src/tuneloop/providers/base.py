@@ -128,10 +128,17 @@ class Completion:
 
 @dataclass(frozen=True)
 class StreamChunk:
-    """One piece of a stream: a text delta, or (last) the finished ``completion``."""
+    """One piece of a stream: a text delta, or (last) the finished ``completion``.
+
+    A chain names the member a text delta comes from (``provider``) and, on that member's first
+    delta, the members it passed over before (``trail``): a server that forwards the stream
+    knows who answers before the answer is complete.
+    """
 
     text: str = ""
     completion: Completion | None = None
+    provider: str | None = None
+    trail: tuple[Attempt, ...] = ()
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ after that ends the stream with ``StreamInterrupted``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -317,8 +318,8 @@ class FallbackChain(BaseProvider):
                         )
                         return
                     if chunk.text:
+                        yield self._named(chunk, index, trail, first=not delivered)
                         delivered = True
-                        yield chunk
                 raise ProviderUnavailable(f"{member.name}: the stream ended without a result")
             except ProviderError as error:
                 settled = True
@@ -351,8 +352,8 @@ class FallbackChain(BaseProvider):
                         )
                         return
                     if chunk.text:
+                        yield self._named(chunk, index, trail, first=not delivered)
                         delivered = True
-                        yield chunk
                 raise ProviderUnavailable(f"{member.name}: the stream ended without a result")
             except ProviderError as error:
                 settled = True
@@ -364,6 +365,14 @@ class FallbackChain(BaseProvider):
                 if not settled:
                     self._abandon(index)
         raise self._exhausted(trail)
+
+    def _named(
+        self, chunk: StreamChunk, index: int, trail: list[Attempt], *, first: bool
+    ) -> StreamChunk:
+        """A member's text delta, named after the member (and, first, with the trail so far)."""
+        return dataclasses.replace(
+            chunk, provider=self.members[index].name, trail=tuple(trail) if first else ()
+        )
 
     def _failed_quietly(self, index: int) -> None:
         breaker = self.breakers[index]

@@ -142,12 +142,11 @@ class LocalModelProvider(BaseProvider):
     def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
         """Text as it is decoded: ``generate`` runs in a thread feeding a streamer."""
         import torch
-        from transformers import TextIteratorStreamer
 
         self._load()
         tokenizer, model = self._tokenizer, self._model
         inputs = self._inputs([messages])
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = token_streamer(tokenizer)
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -189,3 +188,35 @@ class LocalModelProvider(BaseProvider):
                 else "stop",
             )
         )
+
+
+def token_streamer(tokenizer: Any) -> Any:
+    """A ``TextIteratorStreamer`` that hands over text token by token.
+
+    transformers' own streamer holds text back until a space or a newline, so an answer
+    without spaces (compact JSON) would arrive in one piece at the end. This one releases
+    everything decoded so far, except a trailing incomplete UTF-8 character, and waits
+    whenever decoding one more token changed text already released (the rest then comes
+    at the end)."""
+    from transformers import TextIteratorStreamer
+
+    class TokenStreamer(TextIteratorStreamer):
+        released = ""
+
+        def put(self, value: Any) -> None:
+            if len(value.shape) > 1:
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = str(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
+            released = self.released
+            if text.endswith("\ufffd") or len(text) <= len(released):
+                return
+            if not text.startswith(released):
+                return
+            self.released, self.print_len = text, len(text)
+            self.on_finalized_text(text[len(released) :])
+
+    return TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
