@@ -423,3 +423,22 @@ def test_hosted_jobs_never_go_stale(tmp_path: Path) -> None:
         job.pid, job.heartbeat_at = 2**22 + 12345, job.created_at.replace(year=2000)
     assert get_job(store, job_id)[1] == JobStatus.RUNNING
     store.close()
+
+
+def test_watch_follows_a_local_job_through_its_stored_events(tmp_path: Path) -> None:
+    from tuneloop.store import JobRecorder
+
+    config = Config(workspace=tmp_path / "ws")
+    store = Store(config.store_url)
+    with JobRecorder(store, kind="train", task="t") as job:
+        for step in (1, 2):
+            job.event(ProgressEvent(JobEventKind.METRIC, {"step": step, "loss": 1.0 / step}))
+    seen: list[ProgressEvent] = []
+    watched = watch(store, config, job.job_id, progress=seen.append, sleep=no_wait)
+    assert watched.status == JobStatus.SUCCEEDED and watched.version is None
+    assert [event.step for event in seen] == [1, 2]
+    with pytest.raises(InputError, match="is a local job"):
+        from tuneloop.train import poll
+
+        poll(store, config, job.job_id)
+    store.close()
