@@ -135,8 +135,9 @@ def test_the_job_state_machine_refuses_a_finished_job_starting_again(tmp_path: P
 
 
 def test_openai_job_goes_queued_running_succeeded_and_serves(
-    tmp_path: Path, fake_openai: FakeAPI, keys: None
+    tmp_path: Path, fake_openai: FakeAPI, keys: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("tuneloop.train.hosted.openai.EVENT_PAGE", 2)  # events span pages
     config = _config(tmp_path, "openai", fake_openai, suffix="ui-v1")
     store, dataset = _dataset(config)
     job_id = submit(store, config, dataset)
@@ -156,6 +157,9 @@ def test_openai_job_goes_queued_running_succeeded_and_serves(
     version = watched.version
     assert (version.backend, version.name, version.dataset_id) == ("openai", "v1", dataset.id)
     assert version.remote_id and version.remote_id.startswith("ft:gpt-4o-mini-2024-07-18:")
+    messages = [event.data["message"] for event in seen]
+    assert len(messages) == len(set(messages)) == 6  # every event once, oldest first
+    assert messages[0].startswith("Validating") and "successfully" in messages[-1]
     metrics = [event for event in seen if event.kind == JobEventKind.METRIC]
     assert [event.step for event in metrics] == [1, 2] and "loss" in metrics[0].data
     assert any("successfully completed" in event.data["message"] for event in seen)
@@ -442,3 +446,26 @@ def test_watch_follows_a_local_job_through_its_stored_events(tmp_path: Path) -> 
 
         poll(store, config, job.job_id)
     store.close()
+
+
+def test_openai_dpo_job_sends_the_dpo_method_and_its_hyperparameters(
+    tmp_path: Path, fake_openai: FakeAPI, keys: None
+) -> None:
+    config = _config(tmp_path, "openai", fake_openai, method="dpo", beta=0.2, n_epochs=2)
+    backend = OpenAIBackend(config.train.openai)
+    pairs = tmp_path / "pairs.jsonl"
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "Make a login screen"}]},
+        "preferred_output": [{"role": "assistant", "content": '{"screen": "login"}'}],
+        "non_preferred_output": [{"role": "assistant", "content": '{"screen": "home"}'}],
+    }
+    pairs.write_text(json.dumps(pair) + "\n")
+    backend.check_file(pairs)
+    job, sent = backend.create(backend.upload(pairs), None, train_examples=1)
+    assert (job.status, job.provider_status) == (JobStatus.QUEUED, "validating_files")
+    assert sent["method"] == {
+        "type": "dpo",
+        "dpo": {"hyperparameters": {"n_epochs": 2, "beta": 0.2}},
+    }
+    assert fake_openai.tuning.jobs[job.id].request["method"] == sent["method"]
+    assert "estimated_n_epochs" not in sent  # epochs were given
