@@ -469,3 +469,26 @@ def test_openai_dpo_job_sends_the_dpo_method_and_its_hyperparameters(
     }
     assert fake_openai.tuning.jobs[job.id].request["method"] == sent["method"]
     assert "estimated_n_epochs" not in sent  # epochs were given
+
+
+def test_a_job_cancelled_while_it_is_submitted_is_cancelled_at_its_provider(
+    tmp_path: Path, fake_openai: FakeAPI, keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneloop.store import cancel_job, list_jobs
+
+    config = _config(tmp_path, "openai", fake_openai)
+    store, dataset = _dataset(config)
+    backend = OpenAIBackend(config.train.openai)
+    create = backend.create
+
+    def cancelled_first(*args: Any, **kwargs: Any) -> Any:
+        cancel_job(store, list_jobs(store, limit=1)[0][0].id)  # `jobs cancel` meanwhile
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "create", cancelled_first)
+    with pytest.raises(TrainingError, match="cancelled while it was submitted"):
+        submit(store, config, dataset, backend=backend)
+    assert fake_openai.tuning.calls_to("POST", "/cancel") == 1
+    job, state, _ = get_job(store, list_jobs(store, limit=1)[0][0].id)
+    assert state == JobStatus.CANCELLED and job.result["provider_status"] == "cancelled"
+    store.close()

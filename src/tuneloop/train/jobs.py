@@ -155,21 +155,31 @@ def submit(
     except (Exception, KeyboardInterrupt, Interrupted) as exc:
         _mark_failed(store, job_id, exc)
         raise
-    update_job(
-        store,
-        job_id,
-        status=remote.status if remote.status != JobStatus.SUCCEEDED else JobStatus.RUNNING,
-        provider_status=remote.provider_status,
-        remote={
-            "provider": backend.provider,
-            "id": remote.id,
-            "files": {"train": training_file, "validation": validation_file},
-            "request": request,
-            "serving": backend.serving(),
-        },
-        result=dict(remote.details),
-        error=remote.error,
-    )
+    hosted = {
+        "provider": backend.provider,
+        "id": remote.id,
+        "files": {"train": training_file, "validation": validation_file},
+        "request": request,
+        "serving": backend.serving(),
+    }
+    try:
+        update_job(
+            store,
+            job_id,
+            status=remote.status if remote.status != JobStatus.SUCCEEDED else JobStatus.RUNNING,
+            provider_status=remote.provider_status,
+            remote=hosted,
+            result=dict(remote.details),
+            error=remote.error,
+        )
+    except InputError:
+        # cancelled (`tuneloop jobs cancel`) while it was being submitted: cancel it there too
+        stopped = backend.cancel(remote.id)
+        update_job(store, job_id, provider_status=stopped.provider_status, remote=hosted)
+        raise TrainingError(
+            f"job {job_id} was cancelled while it was submitted; {backend.provider} job "
+            f"{remote.id} is {stopped.provider_status}"
+        ) from None
     say(f"{backend.provider} job {remote.id} is {remote.provider_status} (tuneloop job {job_id})")
     return job_id
 
