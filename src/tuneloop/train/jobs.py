@@ -37,6 +37,7 @@ from tuneloop.store import (
     ProgressCallback,
     ProgressEvent,
     Store,
+    can_move,
     cancel_job,
     create_job,
     get_job,
@@ -316,6 +317,11 @@ def finish(
                     session.expunge(existing)
                     version = existing
                 else:
+                    if not can_move(JobStatus(row.status), JobStatus.SUCCEEDED):
+                        raise InputError(
+                            f"job {job_id} is {row.status} here while {backend.provider} "
+                            f"reports {remote.provider_status}; not registering its model"
+                        )
                     artifact = _place(staging, final_dir)
                     train = (row.config or {}).get("train") or {}
                     section = train.get(backend.provider) or {}
@@ -347,9 +353,7 @@ def finish(
                     session.flush()
                     session.expunge(version)
             if staging is not None and existing is not None:
-                shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(
-                    missing_ok=True
-                )
+                _discard(staging)  # another process registered first, with its own download
             return version
         except IntegrityError as exc:
             last_error = exc  # another task writer took the version number: try again
@@ -476,16 +480,24 @@ def _hosted_settings(config: dict[str, Any], provider: str) -> dict[str, Any]:
 
 
 def _place(staging: Path | None, final_dir: Path) -> Path | None:
-    """Move downloaded weights into the version's folder (only the registering process does)."""
+    """Move downloaded weights into the version's folder (only the registering process does;
+    a retried registration finds them already there)."""
     if staging is None:
         return None
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)  # left by an attempt that never registered
-    final_dir.mkdir()
     target = final_dir / staging.name
-    shutil.move(str(staging), str(target))
+    if staging.exists():
+        if final_dir.exists():
+            shutil.rmtree(final_dir)  # left by an attempt that never registered
+        final_dir.mkdir(parents=True)
+        shutil.move(str(staging), str(target))
     return target
+
+
+def _discard(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _mark_failed(store: Store, job_id: int, exc: BaseException) -> None:
