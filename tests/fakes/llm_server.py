@@ -5,6 +5,8 @@ One uvicorn server (in a thread) hosts three fakes under their own prefixes:
 - ``/openai/v1/chat/completions``   — OpenAI chat completions, JSON and SSE streaming
 - ``/together/v1/chat/completions`` — Together's OpenAI-compatible API (same format)
 - ``/anthropic/v1/messages``        — Anthropic messages, JSON and its event stream
+- OpenAI's and Together's fine-tuning APIs beside their chat (``finetune.py``), so a model
+  trained on a fake is served by the same fake
 
 Each fake answers from a script of ``Reply`` objects (then its ``default`` reply) and logs every
 request. A reply can script a fault: an HTTP error with the provider's own error body (5xx,
@@ -26,6 +28,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from fakes.finetune import FakeFineTuning, add_openai_routes, add_together_routes
 
 DEFAULT_TEXT = "Hello from the fake model."
 
@@ -85,6 +89,7 @@ class FakeAPI:
         self.default = Reply()
         self.requests: list[RecordedRequest] = []
         self.expected_key: str | None = None
+        self.tuning = FakeFineTuning(kind)  # files and jobs of its fine-tuning API
 
     def push(self, *replies: Reply) -> None:
         """Queue replies for the next requests, in order; then ``default`` answers."""
@@ -97,6 +102,7 @@ class FakeAPI:
             self.requests.clear()
             self.default = Reply()
             self.expected_key = None
+        self.tuning.reset()
 
     def take(self, request: RecordedRequest) -> Reply:
         with self._lock:
@@ -365,6 +371,8 @@ class FakeLLMServer:
 
         openai_route(self.openai)
         openai_route(self.together)
+        add_openai_routes(app, self.openai.prefix, self.openai.tuning)
+        add_together_routes(app, self.together.prefix, self.together.tuning)
 
         @app.post(f"{self.anthropic.prefix}/v1/messages")
         async def messages(request: Request) -> Response:

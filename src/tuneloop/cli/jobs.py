@@ -68,6 +68,7 @@ def list_command(
                 "finished_at": _iso(job.finished_at),
                 "heartbeat_at": _iso(job.heartbeat_at),
                 "error": job.error,
+                "provider_status": (job.result or {}).get("provider_status"),
                 "result": job.result,
             }
             for job, state in jobs
@@ -82,6 +83,9 @@ def list_command(
         table.add_column(column, justify="right" if column == "id" else "left")
     for job, state in jobs:
         note = job.error or ""
+        provider_status = (job.result or {}).get("provider_status")
+        if not note and provider_status:
+            note = f"{job.backend}: {provider_status}"
         if state == "stale" and job.status != "stale":
             note = "no heartbeat: its process is gone (`tuneloop jobs cancel` clears it)"
         table.add_row(
@@ -143,16 +147,21 @@ def cancel_command(
     job_id: Annotated[int, typer.Argument(metavar="ID", help="Job id (see `tuneloop jobs list`).")],
     config_path: ConfigOption = None,
 ) -> None:
-    """Stop a job: a running one stops at its next step; a stale one is cleared."""
+    """Stop a job: a hosted one is cancelled at its provider; a running local one stops at its
+    next step; a stale one is cleared."""
     from tuneloop.store import JobStatus
-    from tuneloop.store.jobs import cancel_job
+    from tuneloop.train import cancel
 
     _, store = load(config_path)
     try:
-        status = cancel_job(store, job_id)
+        status, provider_status = cancel(store, job_id)
     finally:
         store.close()
-    if status == JobStatus.RUNNING:
+    if provider_status is not None:
+        console.print(
+            f"job {job_id} is {status} (its provider says {provider_status})", highlight=False
+        )
+    elif status == JobStatus.RUNNING:
         console.print(f"asked job {job_id} to stop; it stops at its next step", highlight=False)
     else:
         console.print(f"job {job_id} is now {status}", highlight=False)

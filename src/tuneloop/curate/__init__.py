@@ -17,6 +17,7 @@ from tuneloop.curate.checks import ValidateOptions, ValidationReport, load_schem
 from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
 from tuneloop.curate.forget import DatasetPurge, purge_examples
 from tuneloop.curate.pii import Redactor, redact_path, redactor_from_config
+from tuneloop.curate.pricing import openai_default_epochs
 from tuneloop.curate.select import Example, Selection, count_candidates, select_examples
 from tuneloop.curate.split import assign_split, split_examples
 from tuneloop.curate.validate import validate_example
@@ -39,6 +40,7 @@ __all__ = [
     "list_datasets",
     "load_schema",
     "load_split",
+    "openai_default_epochs",
     "purge_examples",
     "redact_path",
     "redactor_from_config",

@@ -147,8 +147,16 @@ def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Prov
 
     name = f"registry:{version.task}@{version.name}"
     if version.backend in ("openai", "together") and version.remote_id:
+        # served where it was trained: the base URL and key variable of its hosted job
+        hosted = (version.config or {}).get("hosted") or {}
         return build_from_settings(
-            name, ProviderSettings(kind=version.backend, model=version.remote_id)
+            name,
+            ProviderSettings(
+                kind=version.backend,
+                model=version.remote_id,
+                base_url=hosted.get("base_url") or None,
+                api_key_env=hosted.get("api_key_env") or None,
+            ),
         )
     if version.backend != "local" or not version.artifact_path:
         raise ProviderError(

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tuneloop.errors import InputError
 from tuneloop.store import ModelVersion, Store
@@ -64,12 +65,16 @@ def register_version(
     metrics: dict[str, Any] | None = None,
     backend: str = "local",
     remote_id: str | None = None,
+    session: Session | None = None,
 ) -> ModelVersion:
     """Add the next version of ``task`` as a candidate; safe when two workers register at once.
 
     A local version is registered only once its weights exist at ``artifact_path`` (a remote
     one needs its ``remote_id``; one served elsewhere names its provider as ``config.serve``),
-    so no version ever points at nothing.
+    so no version ever points at nothing. Given a ``session``, the version is added in that
+    transaction (a caller that must register together with other writes, such as a hosted
+    job's end); a lost race for the number then raises ``IntegrityError`` for the caller to
+    retry.
     """
     served_elsewhere = bool((config or {}).get("serve"))
     if backend == "local" and not served_elsewhere and not has_weights(artifact_path):
@@ -79,30 +84,38 @@ def register_version(
         )
     if backend != "local" and not (remote_id or artifact_path or served_elsewhere):
         raise InputError(f"a {backend} version needs its remote model id")
+    fields: dict[str, Any] = {
+        "task": task,
+        "base_model": base_model,
+        "artifact_path": artifact_path,
+        "dataset_id": dataset_id,
+        "job_id": job_id,
+        "parent_id": parent_id,
+        "config": config or {},
+        "metrics": metrics or {},
+        "backend": backend,
+        "remote_id": remote_id,
+    }
+    if session is not None:
+        return _add_version(session, fields)
     for _attempt in range(REGISTER_ATTEMPTS):
         try:
-            with store.session() as session:
-                latest = session.scalar(
-                    select(func.max(ModelVersion.version)).where(ModelVersion.task == task)
-                )
-                version = ModelVersion(
-                    task=task,
-                    version=(latest or 0) + 1,
-                    base_model=base_model,
-                    artifact_path=artifact_path,
-                    dataset_id=dataset_id,
-                    job_id=job_id,
-                    parent_id=parent_id,
-                    config=config or {},
-                    metrics=metrics or {},
-                    backend=backend,
-                    remote_id=remote_id,
-                )
-                session.add(version)
+            with store.session() as own:
+                version = _add_version(own, fields)
             return version
         except IntegrityError:
             continue  # another process took that number; take the next one
     raise InputError(f"could not register a version of task {task!r} (constant conflicts)")
+
+
+def _add_version(session: Session, fields: dict[str, Any]) -> ModelVersion:
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.task == fields["task"])
+    )
+    version = ModelVersion(version=(latest or 0) + 1, **fields)
+    session.add(version)
+    session.flush()
+    return version
 
 
 def list_versions(store: Store, task: str | None = None) -> list[ModelVersion]:

@@ -2,14 +2,21 @@
 
 from tuneloop.store.engine import Store
 from tuneloop.store.jobs import (
+    PROVIDER_EVENT_ID,
+    TRANSITIONS,
     JobRecorder,
     ProgressCallback,
     ProgressEvent,
+    can_move,
     cancel_job,
+    create_job,
     effective_status,
     get_job,
     list_jobs,
+    lock_job,
+    remote_of,
     stop_on_signals,
+    update_job,
 )
 from tuneloop.store.models import (
     Base,
@@ -33,6 +40,8 @@ from tuneloop.store.models import (
 )
 
 __all__ = [
+    "PROVIDER_EVENT_ID",
+    "TRANSITIONS",
     "Base",
     "Dataset",
     "DatasetExample",
@@ -53,11 +62,16 @@ __all__ = [
     "ProgressEvent",
     "StageChange",
     "Store",
+    "can_move",
     "cancel_job",
+    "create_job",
     "effective_status",
     "get_job",
     "list_jobs",
+    "lock_job",
     "new_id",
+    "remote_of",
     "stop_on_signals",
+    "update_job",
     "utcnow",
 ]

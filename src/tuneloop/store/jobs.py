@@ -4,6 +4,12 @@ A job survives what stops it with a record of why: SIGTERM (``docker stop``, sys
 Kubernetes) marks it ``interrupted``, Ctrl-C or ``tuneloop jobs cancel`` marks it ``cancelled``,
 an error marks it ``failed``. A process that dies without a word (SIGKILL, power loss) stops
 its heartbeat, and the job shows as ``stale``.
+
+One state machine serves every backend (``TRANSITIONS``): queued → running → succeeded | failed
+| cancelled, plus interrupted and stale for a local process that stopped (either may be
+resumed). A hosted job (OpenAI, Together) runs at its provider, not in a process of ours: its
+row keeps the provider's job id and own status under ``config["remote"]``, any process moves it
+with :func:`update_job` as it polls, and it is never ``stale`` (nothing of ours has to beat).
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType, TracebackType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from tuneloop.errors import InputError, Interrupted, StoreError
 from tuneloop.store.engine import Store
@@ -40,6 +47,28 @@ FINAL = frozenset(
     }
 )
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Where a job may go from each status; staying put (a new provider status) is always allowed.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.RUNNING: frozenset(
+        {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+            JobStatus.INTERRUPTED,
+            JobStatus.STALE,
+        }
+    ),
+    JobStatus.INTERRUPTED: frozenset({JobStatus.RUNNING}),  # resumed
+    JobStatus.STALE: frozenset({JobStatus.RUNNING}),  # resumed
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+REMOTE = "remote"  # job.config[REMOTE]: the hosted job's provider, id and files
+PROVIDER_EVENT_ID = "provider_event_id"  # job event data key that makes provider events unique
 
 
 @contextmanager
@@ -105,20 +134,9 @@ class JobRecorder:
     ) -> None:
         self.store = store
         self.heartbeat_s = heartbeat_s
-        with store.session() as session:
-            job = Job(
-                kind=kind,
-                task=task,
-                backend=backend,
-                dataset_id=dataset_id,
-                config=config or {},
-                status=JobStatus.QUEUED,
-                heartbeat_at=utcnow(),
-                pid=os.getpid(),
-                host=socket.gethostname()[:200],
-            )
-            session.add(job)
-        self.job_id: int = job.id
+        self.job_id: int = create_job(
+            store, kind=kind, task=task, backend=backend, dataset_id=dataset_id, config=config
+        )
         self._buffer: list[JobEvent] = []
         self._last_flush = time.monotonic()
         self._result: dict[str, Any] = {}
@@ -231,8 +249,8 @@ def effective_status(
     """The job's status, or ``stale`` for an unfinished job whose process is gone: no heartbeat
     for ``stale_after_s``, or (on this machine) no process with its pid."""
     status = JobStatus(job.status)
-    if status in FINAL:
-        return status
+    if status in FINAL or remote_of(job):
+        return status  # a hosted job lives at its provider: no process of ours beats for it
     now = now or utcnow()
     beat = job.heartbeat_at or job.started_at or job.created_at
     if beat is not None and _aware(beat) < now - timedelta(seconds=stale_after_s):
@@ -313,3 +331,124 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True  # exists, owned by someone else (or not checkable here)
     return True
+
+
+def remote_of(job: Job) -> dict[str, Any]:
+    """The hosted part of a job (provider, its job id, uploaded files); empty for local jobs."""
+    remote = (job.config or {}).get(REMOTE)
+    return remote if isinstance(remote, dict) and remote.get("id") else {}
+
+
+def can_move(before: JobStatus, after: JobStatus) -> bool:
+    """Whether the state machine allows ``before`` → ``after``."""
+    return after == before or after in TRANSITIONS[before]
+
+
+def create_job(
+    store: Store,
+    *,
+    kind: str,
+    task: str,
+    backend: str = "local",
+    dataset_id: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> int:
+    """A new queued job row, owned by this process until it hands the job to a provider."""
+    with store.session() as session:
+        job = Job(
+            kind=kind,
+            task=task,
+            backend=backend,
+            dataset_id=dataset_id,
+            config=config or {},
+            status=JobStatus.QUEUED,
+            heartbeat_at=utcnow(),
+            pid=os.getpid(),
+            host=socket.gethostname()[:200],
+        )
+        session.add(job)
+    return job.id
+
+
+def lock_job(session: Session, job_id: int) -> Job:
+    """The job row, locked until the session's transaction ends, so two processes that poll
+    the same hosted job (two ``watch``es) change it one after the other."""
+    if session.get_bind().dialect.name == "sqlite":
+        # a write as the first statement takes SQLite's write lock for the whole transaction
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=Job.heartbeat_at))
+        job = session.get(Job, job_id, populate_existing=True)
+    else:
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise InputError(f"no job {job_id} in the store")
+    return job
+
+
+def update_job(
+    store: Store,
+    job_id: int,
+    *,
+    status: JobStatus | None = None,
+    provider_status: str | None = None,
+    error: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    remote: Mapping[str, Any] | None = None,
+    events: Sequence[ProgressEvent] = (),
+    behind_ok: bool = False,
+) -> Job:
+    """Move a job through the state machine and record what its provider reported.
+
+    ``remote`` merges into ``config["remote"]`` (the provider's job id, its files),
+    ``provider_status`` and ``result`` into ``result``; ``events`` carrying a
+    ``provider_event_id`` already stored for this job are skipped, so polling the same
+    provider log twice (or from two processes) stores each event once. A move the state
+    machine does not allow (a finished job starting again) is an :class:`InputError`, unless
+    ``behind_ok``: a poll that saw an older state than another process already recorded (it
+    registered the job meanwhile) then leaves the newer status as it is.
+    """
+    with store.session() as session:
+        job = lock_job(session, job_id)
+        before = JobStatus(job.status)
+        now = utcnow()
+        if status is not None and status != before:
+            if not can_move(before, status):
+                if not (behind_ok and before in FINAL):
+                    raise InputError(f"job {job_id} is {before}; it cannot become {status}")
+                status = before
+            job.status = status
+            if status == JobStatus.RUNNING and job.started_at is None:
+                job.started_at = now
+            if status in FINAL:
+                job.finished_at = now
+                job.started_at = job.started_at or now
+        if remote:
+            config = dict(job.config or {})
+            config[REMOTE] = {**(config.get(REMOTE) or {}), **remote}
+            job.config = config
+        if provider_status is not None or result:
+            merged = dict(job.result or {})
+            if provider_status is not None:
+                merged["provider_status"] = provider_status
+            merged.update(result or {})
+            job.result = merged
+        if error is not None:
+            job.error = error
+        job.heartbeat_at = now
+        if events:
+            known = {
+                str(data.get(PROVIDER_EVENT_ID))
+                for data in session.scalars(select(JobEvent.data).where(JobEvent.job_id == job_id))
+                if isinstance(data, dict) and data.get(PROVIDER_EVENT_ID) is not None
+            }
+            for event in events:
+                key = event.data.get(PROVIDER_EVENT_ID)
+                if key is not None and str(key) in known:
+                    continue
+                if key is not None:
+                    known.add(str(key))
+                session.add(
+                    JobEvent(job_id=job_id, kind=event.kind, step=event.step, data=dict(event.data))
+                )
+        session.flush()
+        session.expunge(job)
+        return job
