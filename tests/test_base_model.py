@@ -168,13 +168,14 @@ def test_corpus_generators_have_no_ui_vocabulary(build_script: ModuleType) -> No
     """The base model must not learn UI layout; fine-tuning has to teach it."""
     faker = build_script.JsonFaker(random.Random(0))
     docs = [build_script.Docstring("json.dumps", "function", "json.dumps(obj)", "Serialize.")]
+    vocabulary = [f"word{i}" for i in range(50)]
     for _ in range(300):
         assert build_script.is_clean(build_script.json_document(faker))
         assert build_script.is_clean(
             build_script.render_chat(build_script.chat_example(docs, faker))
         )
         assert build_script.is_clean(
-            build_script.render_chat(build_script.reading_chat(["alpha", "beta"], faker.rng))
+            build_script.render_chat(build_script.reading_chat(vocabulary, faker.rng))
         )
     assert not build_script.is_clean('{"type": "FRAME", "layoutMode": "VERTICAL"}')
     assert build_script.clean_paragraphs("Keep this.\n\nA button here.") == "Keep this."

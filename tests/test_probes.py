@@ -51,3 +51,9 @@ def test_json_shape_compares_values_not_spelling() -> None:
 def test_an_unknown_kind_is_named() -> None:
     with pytest.raises(ValueError, match="unknown probe kind 'spell'"):
         reading_task("spell", random.Random(0), lambda: "x")
+
+
+def test_a_word_source_too_small_for_distinct_words_is_an_error_not_a_hang() -> None:
+    rng = random.Random(0)
+    with pytest.raises(ValueError, match="could not draw"):
+        reading_task("recall", rng, lambda: rng.choice(["alpha", "beta"]))

@@ -73,11 +73,13 @@ class ReadingTask:
 
 def _words(rng: random.Random, count: int, word: Callable[[], str]) -> list[str]:
     chosen: list[str] = []
-    while len(chosen) < count:
+    for _ in range(count * 50):
         candidate = word()
         if candidate not in chosen:
             chosen.append(candidate)
-    return chosen
+            if len(chosen) == count:
+                return chosen
+    raise ValueError(f"could not draw {count} distinct words; the word source is too small")
 
 
 def _shape(words: list[str], rng: random.Random) -> tuple[Any, Any]:
