@@ -7,6 +7,7 @@ functions so importing this module costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +56,51 @@ def pick_device(preference: str = "auto", error: type[TuneloopError] = InputErro
     return preference
 
 
-def load_pretrained(spec: str, error: type[TuneloopError] = InputError) -> tuple[Any, Any]:
+def load_pretrained(
+    spec: str,
+    error: type[TuneloopError] = InputError,
+    *,
+    model_options: Mapping[str, Any] | None = None,
+) -> tuple[Any, Any]:
     """(tokenizer, model) of a model spec (``builtin:tiny``, a folder or a hub id), offline-safe.
 
     ``error`` is the exception type raised with a one-line message naming the model when it
     cannot load (a folder that does not exist is caught before transformers sees it).
+    ``model_options`` go to ``from_pretrained`` (a quantization config and device map for QLoRA).
     """
-    path = resolve_model_path(spec)
-    if looks_like_path(path) and not Path(path).expanduser().exists():
-        raise error(f"cannot load model {spec!r}: the folder {path} does not exist")
+    path = _existing_model_path(spec, error)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **dict(model_options or {}))
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise error(f"cannot load model {spec!r}: {first_line}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
+
+
+def load_model_config(spec: str, error: type[TuneloopError] = InputError) -> Any:
+    """The model's ``config.json`` as a transformers config (no weights), errors as above."""
+    path = _existing_model_path(spec, error)
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"cannot load model {spec!r}: {first_line}") from exc
+
+
+def _existing_model_path(spec: str, error: type[TuneloopError]) -> str:
+    path = resolve_model_path(spec)
+    if looks_like_path(path) and not Path(path).expanduser().exists():
+        raise error(f"cannot load model {spec!r}: the folder {path} does not exist")
+    return path
 
 
 def load_with_adapter(

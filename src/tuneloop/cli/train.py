@@ -2,7 +2,8 @@
 
 ``train start`` runs a local job here, or submits a hosted one (OpenAI, Together) and returns;
 ``train watch JOB`` follows any training job from any process and registers a hosted job's
-model when it succeeds; plain ``train`` is ``start`` then ``watch``. Listing, showing and
+model when it succeeds; plain ``train`` is ``start`` then ``watch``; ``train resume JOB``
+continues a killed or interrupted local job from its last checkpoint. Listing, showing and
 cancelling are ``tuneloop jobs``.
 """
 
@@ -44,6 +45,7 @@ def register(app: typer.Typer) -> None:
     train_app.callback(invoke_without_command=True)(config_options("train", TrainConfig)(train))
     train_app.command("start")(config_options("train", TrainConfig)(start))
     train_app.command("watch")(watch_command)
+    train_app.command("resume")(resume)
     app.add_typer(train_app, name="train")
 
 
@@ -152,7 +154,26 @@ def watch_command(
         )
 
 
-def _registered(version: ModelVersion, job_id: int | None = None) -> None:
+def resume(
+    job_id: Annotated[int, typer.Argument(metavar="JOB", help="Job id (`tuneloop jobs list`).")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Continue a killed (stale) or interrupted local training job from its last checkpoint,
+    to the result it would have had; the same job registers its version once."""
+    from tuneloop.train import resume_training
+
+    config, store = load(config_path)
+    try:
+        with _bars(f"resume job {job_id}") as on_event:
+            version = resume_training(store, config, job_id, progress=on_event)
+        _registered(version, job_id)
+    finally:
+        store.close()
+
+
+def _registered(version: ModelVersion | None, job_id: int | None = None) -> None:
+    if version is None:
+        return  # a non-main process under accelerate launch: the main one registers and says so
     training = version.metrics.get("training", {})
     origin = f" from job {job_id}" if job_id is not None else ""
     if version.backend == "local":
@@ -185,24 +206,43 @@ def _bars(description: str) -> Iterator[ProgressCallback]:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("loss {task.fields[loss]}{task.fields[eval]}"),
+        TextColumn("{task.fields[speed]}"),
+        TextColumn("{task.fields[memory]}"),
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        bar = progress.add_task(description, total=None, loss="–")
+        bar = progress.add_task(description, total=None, loss="–", eval="", speed="", memory="")
 
         def on_event(event: ProgressEvent) -> None:
-            if event.kind == JobEventKind.METRIC:
-                loss = event.data.get("loss")
+            data = event.data
+            if event.kind == JobEventKind.METRIC and "eval_loss" in data and "loss" not in data:
+                progress.update(bar, eval=f" (eval {data['eval_loss']:.3f})")
+            elif event.kind == JobEventKind.METRIC:
+                loss = data.get("loss")
+                speed = data.get("tokens_per_s")
                 progress.update(
                     bar,
                     completed=event.step,
-                    total=event.data.get("total_steps"),
+                    total=data.get("total_steps"),
                     loss=f"{loss:.3f}" if isinstance(loss, int | float) else "–",
+                    speed=f"{speed:,.0f} tok/s" if isinstance(speed, int | float) else "",
+                    memory=_memory(data),
                 )
-            elif event.kind == JobEventKind.LOG and event.data.get("message"):
+            elif event.kind == JobEventKind.LOG and "checkpoint" in data:
+                pass  # every checkpoint is in the job's events; the bar stays quiet about them
+            elif event.kind == JobEventKind.LOG and data.get("message"):
                 progress.console.print(
                     str(event.data["message"]), highlight=False, markup=False, soft_wrap=True
                 )
 
         yield on_event
+
+
+def _memory(data: Any) -> str:
+    """Peak memory of a local step: GPU memory on CUDA, else the process's resident set."""
+    if isinstance(data.get("gpu_mem_gb"), int | float):
+        return f"{data['gpu_mem_gb']:.1f} GB GPU"
+    if isinstance(data.get("rss_mb"), int | float):
+        return f"{data['rss_mb'] / 1024:.1f} GB RAM"
+    return ""

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneloop.formats import DEFAULT_PROMPT, DEFAULT_SYSTEM
 
@@ -297,7 +297,14 @@ class TogetherTrainConfig(HostedSettings):
 
 
 class TrainConfig(Section):
-    """Local fine-tuning (LoRA by default). Every key is also a ``tuneloop train`` option."""
+    """Local fine-tuning (LoRA by default). Every key is also a ``tuneloop train`` option.
+
+    The keys of the architect guide (epochs, learning_rate, batch_size, lora_rank, lora_alpha,
+    lora_dropout, use_4bit, gradient_checkpointing, max_length, target_modules, seed) plus the
+    recipe's own knobs; cross-key rules are checked together (``_consistent``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     base_model: str = Field(
         BUILTIN_BASE_MODEL,
@@ -305,15 +312,29 @@ class TrainConfig(Section):
     )
     epochs: int = Field(3, ge=1, le=1000)
     learning_rate: float = Field(2e-4, gt=0, lt=1)
-    batch_size: int = Field(4, ge=1)
-    grad_accum_steps: int = Field(1, ge=1)
+    batch_size: int = Field(
+        4,
+        ge=1,
+        description="examples per micro-batch on each process (global batch = "
+        "batch_size x grad_accum_steps x processes)",
+    )
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(512, ge=16, description="tokens per example; longer ones are truncated")
     method: Literal["lora", "full"] = Field(
         "lora", description="lora: train small adapters (PEFT); full: train every weight"
     )
-    lora_r: int = Field(8, ge=1, le=1024)
-    lora_alpha: int = Field(16, ge=1)
+    lora_r: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("lora_r", "lora_rank"),
+        description="LoRA rank (lora_rank is accepted too)",
+    )
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (alpha / r)")
     lora_dropout: float = Field(0.05, ge=0, lt=1)
+    use_rslora: bool = Field(
+        False, description="rank-stabilised LoRA: scale by alpha / sqrt(r) instead of alpha / r"
+    )
     target_modules: list[str] = Field(
         default_factory=lambda: [
             "q_proj",
@@ -324,16 +345,52 @@ class TrainConfig(Section):
             "up_proj",
             "down_proj",
         ],
+        min_length=1,
         description="linear layers that get LoRA adapters",
+    )
+    modules_to_save: list[str] = Field(
+        default_factory=list,
+        description="modules trained in full beside the adapters and saved with them "
+        "(e.g. embed_tokens,lm_head)",
+    )
+    train_on_inputs: bool = Field(
+        False, description="learn the prompt tokens too; default: loss on the assistant's reply"
+    )
+    use_4bit: bool = Field(
+        False, description="QLoRA: load the base in 4-bit (bitsandbytes, CUDA only), train LoRA"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward: less memory, about 30% slower"
+    )
+    packing: bool = Field(
+        False,
+        description="pack each batch into one row with attention kept inside each example, "
+        "instead of padded length-grouped rows (slower on CPU; see docs/training.md)",
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="clip the gradient norm to this; empty: no clipping"
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="optimizer steps between eval-loss measurements on the eval split"
+    )
+    checkpoint_every: int | None = Field(
+        50,
+        ge=1,
+        description="optimizer steps between checkpoints in the job folder (for `tuneloop "
+        "train resume`); empty: none",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast on CUDA and on CPUs with fast bf16; fp32 otherwise"
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; empty = all cores")
+    check_memory: bool = Field(
+        True, description="refuse to start when the memory estimate exceeds what is available"
+    )
+
     backend: Literal["local", "openai", "together"] = Field(
         "local",
         description="local: train here (PyTorch); openai or together: a hosted job, configured in "
@@ -341,6 +398,13 @@ class TrainConfig(Section):
     )
     openai: OpenAITrainConfig = Field(default_factory=OpenAITrainConfig)
     together: TogetherTrainConfig = Field(default_factory=TogetherTrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.method == "full" and (self.use_4bit or self.modules_to_save):
+            key = "use_4bit" if self.use_4bit else "modules_to_save"
+            raise ValueError(f"{key} applies to method = 'lora' only (full trains every weight)")
+        return self
 
 
 class TrafficConfig(Section):

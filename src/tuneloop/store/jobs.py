@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType, TracebackType
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -134,9 +134,41 @@ class JobRecorder:
     ) -> None:
         self.store = store
         self.heartbeat_s = heartbeat_s
-        self.job_id: int = create_job(
-            store, kind=kind, task=task, backend=backend, dataset_id=dataset_id, config=config
+        self._attach(
+            create_job(
+                store, kind=kind, task=task, backend=backend, dataset_id=dataset_id, config=config
+            )
         )
+
+    @classmethod
+    def reopen(
+        cls, store: Store, job_id: int, *, after_step: int, heartbeat_s: float = HEARTBEAT_S
+    ) -> JobRecorder:
+        """Continue a stopped local job in this process (``tuneloop train resume``): the same
+        row, if the state machine lets it run again (interrupted or stale), owned by this
+        process with its error cleared; events past ``after_step`` (the checkpoint it resumes
+        from) are deleted, since the resumed run records those steps again."""
+        with store.session() as session:
+            job = lock_job(session, job_id)
+            state = effective_status(job)
+            if not can_move(state, JobStatus.RUNNING) or state == JobStatus.RUNNING:
+                raise InputError(
+                    f"job {job_id} is {state}; only an interrupted or stale (killed) job can be "
+                    "resumed"
+                )
+            job.error, job.finished_at = None, None
+            job.cancel_requested_at = None
+            job.pid, job.host, job.heartbeat_at = os.getpid(), socket.gethostname()[:200], utcnow()
+            session.execute(
+                delete(JobEvent).where(JobEvent.job_id == job_id, JobEvent.step > after_step)
+            )
+        recorder = cls.__new__(cls)
+        recorder.store, recorder.heartbeat_s = store, heartbeat_s
+        recorder._attach(job_id)
+        return recorder
+
+    def _attach(self, job_id: int) -> None:
+        self.job_id: int = job_id
         self._buffer: list[JobEvent] = []
         self._last_flush = time.monotonic()
         self._result: dict[str, Any] = {}
@@ -148,7 +180,8 @@ class JobRecorder:
     def __enter__(self) -> JobRecorder:
         with self.store.session() as session:
             job = session.get_one(Job, self.job_id)
-            job.status, job.started_at, job.heartbeat_at = JobStatus.RUNNING, utcnow(), utcnow()
+            job.status, job.heartbeat_at = JobStatus.RUNNING, utcnow()
+            job.started_at = job.started_at or utcnow()  # a resumed job keeps its start
         self._signals.__enter__()
         self._beat = threading.Thread(
             target=self._heartbeat, name=f"job-{self.job_id}-heartbeat", daemon=True

@@ -7,7 +7,7 @@ in a registered version.
 """
 
 from tuneloop.train.jobs import Watched, backend_for, cancel, finish, poll, submit, watch
-from tuneloop.train.run import train_model
+from tuneloop.train.run import resume_training, train_model
 
 __all__ = [
     "Watched",
@@ -15,6 +15,7 @@ __all__ = [
     "cancel",
     "finish",
     "poll",
+    "resume_training",
     "submit",
     "train_model",
     "watch",

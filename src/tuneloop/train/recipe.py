@@ -1,16 +1,38 @@
-"""The local fine-tuning recipe: a plain PyTorch loop, readable top to bottom.
+"""The local fine-tuning recipe: plain PyTorch, readable top to bottom, in phases.
 
-No Trainer: load → wrap with LoRA (or continue a previous adapter; or, with ``method = "full"``,
-train every weight) → tokenize → loop with AdamW, warmup + cosine schedule, gradient
-accumulation and clipping → evaluate → save the adapter (or the whole model).
-Progress goes to a callback so the caller decides where it lands (store events, a progress bar).
+``FinetuneRecipe`` runs ``setup()`` (runtime, memory check, model, data, optimizer, and a
+checkpoint when resuming) → ``train()`` (the loop only) → ``save()`` → ``cleanup()``;
+``save_checkpoint()`` / ``load_checkpoint()`` are phases of their own, so a killed run continues
+from its last checkpoint to the same weights as an uninterrupted one. Every knob is a field of
+:class:`~tuneloop.config.TrainConfig`; progress goes to one callback (store events, a bar).
+
+Methods: LoRA (PEFT; rsLoRA, ``modules_to_save``), QLoRA (``use_4bit``, CUDA), or full
+fine-tuning; a previous version's adapter can be continued. Under ``accelerate launch`` the same
+recipe trains data-parallel: every process takes its share of each global batch, gradients are
+averaged by DDP, and only the main process writes checkpoints and weights.
+
+The loss of an optimizer step is the mean over every target token of its global batch (all
+micro-batches, all processes), so one process with batch 4 and two with batch 2 take the same
+steps.
+
+Batches: padded rows of similar length (``packing = false``, the default) or each batch packed
+into one row with attention confined to each example (``packing = true``). Measured on the demo's
+data with the shipped model on this project's 2-core CPU (fp32, LoRA r=8, batch 4, best of 3):
+length-grouped padding 1,190 target tokens/s, packing 1,030. Length grouping leaves only a few
+per cent of padding, while a packed row's block-diagonal mask is applied densely by SDPA on CPU
+(attention over the whole row, most of it masked), so padding wins here; on GPUs with varlen
+flash attention packing is the one to try.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +40,13 @@ from typing import Any
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.store import JobEventKind, ProgressCallback, ProgressEvent
-from tuneloop.train.data import TokenizedExample, collate, tokenize_examples
+from tuneloop.train.data import TokenizedExample, collate, collate_packed, tokenize_examples
+from tuneloop.train.memory import available_memory, estimate_memory
 from tuneloop.train.precision import autocast, resolve_precision
 
 LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
+CHECKPOINT_PREFIX = "step-"
+STATE_FILE = "state.pt"
 
 
 @dataclass
@@ -39,6 +64,9 @@ class TrainResult:
     method: str = "lora"
     dropped_examples: int = 0
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    input_tokens: int = 0
+    resumed_from_step: int | None = None
+    processes: int = 1
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -47,12 +75,15 @@ class TrainResult:
             "steps": self.steps,
             "epochs": self.epochs,
             "trained_tokens": self.trained_tokens,
+            "input_tokens": self.input_tokens,
             "wall_s": round(self.wall_s, 1),
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "precision": self.precision,
             "method": self.method,
             "dropped_examples": self.dropped_examples,
+            "resumed_from_step": self.resumed_from_step,
+            "processes": self.processes,
         }
 
 
@@ -64,154 +95,638 @@ def finetune(
     *,
     parent_adapter: Path | None = None,
     on_event: ProgressCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
+    available_bytes: int | None = None,
 ) -> TrainResult:
-    """Fine-tune ``config.base_model`` on chat examples; save the adapter (or full model)."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
+    """Fine-tune ``config.base_model`` on chat examples; save the adapter (or full model).
 
-    from tuneloop.hfmodels import load_pretrained, pick_device
-
-    def emit(kind: JobEventKind, data: dict[str, Any]) -> None:
-        if on_event is not None:
-            on_event(ProgressEvent(kind, data))
-
-    if not train_examples:
-        raise TrainingError("the training split is empty")
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = pick_device(config.device, TrainingError)
-    precision = resolve_precision(config.precision, device)
-
-    tokenizer, model = load_pretrained(config.base_model, TrainingError)
-    if config.method == "full":
-        pass  # every weight trains; the result is a whole model folder
-    elif parent_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
-    else:
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=list(config.target_modules),
-                task_type="CAUSAL_LM",
-            ),
-        )
-    model.to(device)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    emit(
-        JobEventKind.LOG,
-        {
-            "message": f"{config.method} on {config.base_model}: {trainable:,} of {total:,} "
-            f"parameters trainable, device {device}, {precision}"
-        },
+    Checkpoints go to ``checkpoint_dir`` every ``config.checkpoint_every`` steps; ``resume_from``
+    (a checkpoint folder) continues from one. ``available_bytes`` replaces the memory this
+    machine reports (for tests and for leaving room to other work).
+    """
+    recipe = FinetuneRecipe(
+        config,
+        out_dir=out_dir,
+        parent_adapter=parent_adapter,
+        on_event=on_event,
+        checkpoint_dir=checkpoint_dir,
+        available_bytes=available_bytes,
     )
+    try:
+        recipe.setup(train_examples, eval_examples, resume_from=resume_from)
+        recipe.train()
+        return recipe.save()
+    finally:
+        recipe.cleanup()
 
-    train_set, dropped = tokenize_examples(tokenizer, train_examples, config.max_length)
-    eval_set, eval_dropped = tokenize_examples(tokenizer, eval_examples, config.max_length)
-    if dropped or eval_dropped:
-        emit(
-            JobEventKind.LOG,
-            {
-                "message": f"dropped {dropped} train and {eval_dropped} eval examples whose "
-                f"answer does not fit in max_length={config.max_length} tokens (or is empty)",
-                "dropped_train": dropped,
-                "dropped_eval": eval_dropped,
-            },
-        )
-    if not train_set:
-        raise TrainingError(
-            f"no training example has an answer that fits in max_length={config.max_length} "
-            "tokens; raise train.max_length"
-        )
-    rng = random.Random(config.seed)
-    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = math.ceil(batches_per_epoch * config.epochs / config.grad_accum_steps)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    warmup = max(1, int(total_steps * config.warmup_ratio))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _warmup_cosine(step, warmup, total_steps)
-    )
 
-    step, trained_tokens, recent_losses = 0, 0, []
-    loss_curve: list[tuple[int, float]] = []
-    model.train()
-    for epoch in range(config.epochs):
-        batches = _length_grouped_batches(train_set, config.batch_size, rng)
-        for index, batch in enumerate(batches):
-            tensors = {k: v.to(device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
-            with autocast(precision, device):
-                loss = model(**tensors).loss
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {step}; lower learning_rate"
-                )
-            (loss / config.grad_accum_steps).backward()
-            trained_tokens += sum(example.trained_tokens for example in batch)
-            recent_losses.append(loss.item())
-            last_in_epoch = index == len(batches) - 1
-            if (index + 1) % config.grad_accum_steps and not last_in_epoch:
-                continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            mean_loss = sum(recent_losses) / len(recent_losses)
-            recent_losses.clear()
-            loss_curve.append((step, mean_loss))
-            elapsed = time.perf_counter() - started
-            emit(
-                JobEventKind.METRIC,
-                {
-                    "step": step,
-                    "total_steps": total_steps,
-                    "epoch": epoch + 1,
-                    "loss": round(mean_loss, 4),
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens_per_s": round(trained_tokens / elapsed, 1),
-                    "eta_s": round(elapsed / step * (total_steps - step), 1),
-                    **_memory_stats(device),
-                },
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint in ``checkpoint_dir`` (half-written ones never count)."""
+    if not checkpoint_dir.is_dir():
+        return None
+    done = [
+        path
+        for path in checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*")
+        if path.suffix != ".tmp" and (path / STATE_FILE).is_file()
+    ]
+    return max(done, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)), default=None)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix(CHECKPOINT_PREFIX))
+
+
+class FinetuneRecipe:
+    """One local training run, phase by phase (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        out_dir: Path,
+        parent_adapter: Path | None = None,
+        on_event: ProgressCallback | None = None,
+        checkpoint_dir: Path | None = None,
+        available_bytes: int | None = None,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.parent_adapter = parent_adapter
+        self.on_event = on_event
+        self.checkpoint_dir = checkpoint_dir
+        self.available_bytes = available_bytes
+        # Progress: everything a checkpoint holds besides weights, optimizer and RNG.
+        self.step = 0
+        self.epoch = 0
+        self.group_in_epoch = 0  # optimizer steps already taken in the current epoch
+        self.trained_tokens = 0
+        self.input_tokens = 0
+        self.loss_curve: list[tuple[int, float]] = []
+        self.resumed_from_step: int | None = None
+        self.dropped = 0
+        self.eval_loss: float | None = None
+        self._started = time.perf_counter()
+        self._run_start_step = 0
+        self._run_start_tokens = 0
+
+    # ── setup ─────────────────────────────────────────────────────────────────────────────
+    def setup(
+        self,
+        train_examples: list[dict[str, Any]],
+        eval_examples: list[dict[str, Any]],
+        *,
+        resume_from: Path | None = None,
+    ) -> None:
+        if not train_examples:
+            raise TrainingError("the training split is empty")
+        self._setup_runtime()
+        self._check_memory()
+        self._setup_model()
+        self._setup_data(train_examples, eval_examples)
+        self._setup_optimizer()
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    def _setup_runtime(self) -> None:
+        import torch
+
+        torch.manual_seed(self.config.seed)
+        random.seed(self.config.seed)
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.runtime = Runtime.start(self.config.device)
+        self.device = self.runtime.device
+        self.precision = resolve_precision(self.config.precision, self.device.split(":")[0])
+        if self.config.use_4bit:
+            _check_4bit(self.device)
+
+    def _check_memory(self) -> None:
+        available, where = available_memory(self.device)
+        if self.available_bytes is not None:
+            available = self.available_bytes
+        estimate = estimate_memory(
+            self.config.model_copy(update={"precision": self.precision}),
+            processes=self.runtime.processes,
+            available=available,
+            where=where,
+        )
+        self._emit(JobEventKind.LOG, {"message": f"memory: {estimate.describe()}"})
+        if self.config.check_memory and not estimate.fits:
+            raise TrainingError(
+                f"this run {estimate.describe()}: it cannot fit; {estimate.advice(self.config)}"
             )
 
-    with autocast(precision, device):
-        eval_loss = _evaluate_loss(
-            model, eval_set, tokenizer.pad_token_id, config.batch_size, device
+    def _setup_model(self) -> None:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        from tuneloop.hfmodels import load_pretrained
+
+        config = self.config
+        options: dict[str, Any] = {}
+        if config.use_4bit:
+            options = _four_bit_options(self.device)
+        self.tokenizer, model = load_pretrained(
+            config.base_model, TrainingError, model_options=options
         )
-    model.train(False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    final_loss = sum(loss for _, loss in loss_curve[-5:]) / max(1, len(loss_curve[-5:]))
-    result = TrainResult(
-        adapter_dir=out_dir,
-        steps=step,
-        epochs=config.epochs,
-        train_loss=final_loss,
-        eval_loss=eval_loss,
-        trained_tokens=trained_tokens,
-        wall_s=time.perf_counter() - started,
-        trainable_params=trainable,
-        total_params=total,
-        precision=precision,
-        method=config.method,
-        dropped_examples=dropped,
-        loss_curve=loss_curve,
-    )
-    emit(
-        JobEventKind.LOG,
-        {"message": f"saved {config.method} weights to {out_dir}", **result.metrics()},
-    )
-    return result
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+            model.config.use_cache = False
+        if config.use_4bit:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=config.gradient_checkpointing
+            )
+        if config.method == "full":
+            pass  # every weight trains; the result is a whole model folder
+        elif self.parent_adapter is not None:
+            model = PeftModel.from_pretrained(model, str(self.parent_adapter), is_trainable=True)
+        else:
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=config.lora_r,
+                    lora_alpha=config.lora_alpha,
+                    lora_dropout=config.lora_dropout,
+                    target_modules=list(config.target_modules),
+                    modules_to_save=list(config.modules_to_save) or None,
+                    use_rslora=config.use_rslora,
+                    task_type="CAUSAL_LM",
+                ),
+            )
+        if config.gradient_checkpointing and config.method == "lora":
+            model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
+        if not config.use_4bit:
+            model.to(self.device)
+        self.total_params = sum(p.numel() for p in model.parameters())
+        self.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.model = model
+        self._emit(
+            JobEventKind.LOG,
+            {
+                "message": f"{config.method}{' (4-bit base)' if config.use_4bit else ''} on "
+                f"{config.base_model}: {self.trainable_params:,} of {self.total_params:,} "
+                f"parameters trainable, device {self.device}, {self.precision}, "
+                f"{self.runtime.processes} process(es)"
+            },
+        )
+
+    def _setup_data(
+        self, train_examples: list[dict[str, Any]], eval_examples: list[dict[str, Any]]
+    ) -> None:
+        config = self.config
+        options = {"train_on_inputs": config.train_on_inputs}
+        self.train_set, dropped = tokenize_examples(
+            self.tokenizer, train_examples, config.max_length, **options
+        )
+        self.eval_set, eval_dropped = tokenize_examples(
+            self.tokenizer, eval_examples, config.max_length, **options
+        )
+        self.dropped = dropped
+        if dropped or eval_dropped:
+            self._emit(
+                JobEventKind.LOG,
+                {
+                    "message": f"dropped {dropped} train and {eval_dropped} eval examples whose "
+                    f"answer does not fit in max_length={config.max_length} tokens (or is empty)",
+                    "dropped_train": dropped,
+                    "dropped_eval": eval_dropped,
+                },
+            )
+        if not self.train_set:
+            raise TrainingError(
+                f"no training example has an answer that fits in max_length={config.max_length} "
+                "tokens; raise train.max_length"
+            )
+        self.global_batch = config.batch_size * self.runtime.processes
+        batches_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
+        self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+    def _setup_optimizer(self) -> None:
+        import torch
+
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
+        )
+        warmup = max(1, int(self.total_steps * self.config.warmup_ratio))
+        total = self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: _warmup_cosine(step, warmup, total)
+        )
+        self.model = self.runtime.prepare(self.model)
+
+    # ── train ─────────────────────────────────────────────────────────────────────────────
+    def train(self) -> None:
+        """The loop: epochs of optimizer steps, each over ``grad_accum_steps`` global batches."""
+        config = self.config
+        self._started = time.perf_counter()
+        self._run_start_step, self._run_start_tokens = self.step, self.trained_tokens
+        self.model.train()
+        while self.epoch < config.epochs:
+            groups = self._epoch_steps(self.epoch)
+            while self.group_in_epoch < len(groups):
+                loss = self._train_step(groups[self.group_in_epoch])
+                self.step += 1
+                self.group_in_epoch += 1
+                self.loss_curve.append((self.step, loss))
+                self._log_step(loss)
+                if config.eval_every and self.step % config.eval_every == 0:
+                    self._log_eval()
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.epoch += 1
+            self.group_in_epoch = 0
+        self.eval_loss = self._evaluate()
+
+    def _train_step(self, group: list[list[TokenizedExample]]) -> float:
+        """One optimizer step; returns the step's mean loss per target token."""
+        import torch
+
+        step_tokens = sum(example.trained_tokens for batch in group for example in batch)
+        self.trained_tokens += step_tokens
+        self.input_tokens += sum(len(example.input_ids) for batch in group for example in batch)
+        loss_sum = 0.0
+        for index, batch in enumerate(group):
+            shard, weight = self.runtime.shard(batch)
+            tokens = sum(example.trained_tokens for example in shard)
+            with self.runtime.sync_gradients(self.model, index == len(group) - 1):
+                with autocast(self.precision, self.device.split(":")[0]):
+                    mean_loss = self.model(**self._tensors(shard), use_cache=False).loss
+                if not torch.isfinite(mean_loss):
+                    raise TrainingError(
+                        f"loss became {mean_loss.item()} at step {self.step + 1}; "
+                        "lower learning_rate"
+                    )
+                # Sum over this shard's target tokens, divided by the whole step's: DDP's mean
+                # over processes is undone by multiplying by their number.
+                scaled = mean_loss * (tokens * weight * self.runtime.processes / step_tokens)
+                self.runtime.backward(scaled)
+            loss_sum += mean_loss.item() * tokens * weight
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.runtime.sum(loss_sum) / step_tokens
+
+    def _epoch_steps(self, epoch: int) -> list[list[list[TokenizedExample]]]:
+        """The epoch's global batches grouped by optimizer step: a pure function of the seed and
+        the epoch, so a resumed run sees the same order without replaying anything."""
+        rng = random.Random(f"{self.config.seed}/{epoch}")
+        batches = _length_grouped_batches(self.train_set, self.global_batch, rng)
+        accum = self.config.grad_accum_steps
+        return [batches[start : start + accum] for start in range(0, len(batches), accum)]
+
+    def _tensors(self, batch: list[TokenizedExample]) -> dict[str, Any]:
+        if self.config.packing:
+            tensors = collate_packed(batch)
+        else:
+            tensors = collate(batch, self.tokenizer.pad_token_id)
+        return {key: value.to(self.device) for key, value in tensors.items()}
+
+    def _log_step(self, loss: float) -> None:
+        elapsed = max(1e-9, time.perf_counter() - self._started)
+        steps_here = self.step - self._run_start_step
+        self._emit(
+            JobEventKind.METRIC,
+            {
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "epoch": self.epoch + 1,
+                "loss": round(loss, 4),
+                "lr": self.scheduler.get_last_lr()[0],
+                "tokens_per_s": round((self.trained_tokens - self._run_start_tokens) / elapsed, 1),
+                "eta_s": round(elapsed / steps_here * (self.total_steps - self.step), 1),
+                **_memory_stats(self.device),
+            },
+        )
+
+    def _log_eval(self) -> None:
+        eval_loss = self._evaluate()
+        if eval_loss is not None:
+            self._emit(
+                JobEventKind.METRIC,
+                {
+                    "step": self.step,
+                    "total_steps": self.total_steps,
+                    "eval_loss": round(eval_loss, 4),
+                },
+            )
+        self.model.train()
+
+    def _evaluate(self) -> float | None:
+        """Token-weighted mean loss on the held-out split (None when there is none)."""
+        import torch
+
+        if not self.eval_set:
+            return None
+        self.model.eval()
+        total_loss, total_tokens = 0.0, 0
+        with torch.inference_mode(), autocast(self.precision, self.device.split(":")[0]):
+            for start in range(0, len(self.eval_set), self.config.batch_size):
+                batch = self.eval_set[start : start + self.config.batch_size]
+                tokens = sum(example.trained_tokens for example in batch)
+                total_loss += (
+                    self.model(**self._tensors(batch), use_cache=False).loss.item() * tokens
+                )
+                total_tokens += tokens
+        return total_loss / max(1, total_tokens)
+
+    # ── checkpoints ───────────────────────────────────────────────────────────────────────
+    def save_checkpoint(self) -> Path | None:
+        """Write everything the run needs to continue exactly: trainable weights, optimizer,
+        scheduler, RNG states (one file per process) and progress. Written to ``step-N.tmp``
+        and renamed, so a kill mid-write leaves the previous checkpoint whole; older ones are
+        removed. Every process takes part (their RNG states are gathered); the main one writes."""
+        import torch
+
+        rng_states = self.runtime.gather(_rng_state())
+        if not self.runtime.is_main or self.checkpoint_dir is None:
+            return None
+        final = self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:06d}"
+        partial = final.with_suffix(".tmp")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for rank, rng_state in enumerate(rng_states):
+            torch.save(rng_state, partial / f"rng-{rank}.pt")
+        model = self.runtime.unwrap(self.model)
+        state = {
+            "model": {
+                name: param.detach().cpu()
+                for name, param in model.named_parameters()
+                if param.requires_grad
+            },
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "group_in_epoch": self.group_in_epoch,
+                "trained_tokens": self.trained_tokens,
+                "input_tokens": self.input_tokens,
+                "loss_curve": self.loss_curve,
+                "total_steps": self.total_steps,
+                "processes": self.runtime.processes,
+            },
+        }
+        torch.save(state, partial / STATE_FILE)
+        partial.rename(final)
+        for older in self.checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+        self._emit(
+            JobEventKind.LOG,
+            {
+                "message": f"checkpoint at step {self.step}",
+                "step": self.step,
+                "checkpoint": str(final),
+            },
+        )
+        return final
+
+    def load_checkpoint(self, checkpoint: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (after ``setup``'s phases)."""
+        import torch
+
+        state_file = checkpoint / STATE_FILE
+        if not state_file.is_file():
+            raise TrainingError(f"no checkpoint at {checkpoint} ({STATE_FILE} is missing)")
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        progress = state["progress"]
+        if progress["processes"] != self.runtime.processes:
+            raise TrainingError(
+                f"the checkpoint at {checkpoint} was written by {progress['processes']} "
+                f"process(es); resume it with as many (now {self.runtime.processes})"
+            )
+        if progress["total_steps"] != self.total_steps:
+            raise TrainingError(
+                f"the checkpoint at {checkpoint} belongs to a run of {progress['total_steps']} "
+                f"steps, this one has {self.total_steps}: data or config differ"
+            )
+        model = self.runtime.unwrap(self.model)
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["model"].items():
+                parameters[name].copy_(value.to(parameters[name].device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for key in ("step", "epoch", "group_in_epoch", "trained_tokens", "input_tokens"):
+            setattr(self, key, progress[key])
+        self.loss_curve = [(int(step), float(loss)) for step, loss in progress["loss_curve"]]
+        rng_file = checkpoint / f"rng-{self.runtime.rank}.pt"
+        _set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+        self.resumed_from_step = self.step
+        self._emit(
+            JobEventKind.LOG,
+            {
+                "message": f"resumed from the checkpoint at step {self.step} of {self.total_steps}",
+                "resumed_from_step": self.step,
+            },
+        )
+
+    # ── save and cleanup ──────────────────────────────────────────────────────────────────
+    def save(self) -> TrainResult:
+        """Write the adapter (or the whole model) and the tokenizer; the main process only."""
+        if self.runtime.is_main:
+            model = self.runtime.unwrap(self.model)
+            model.train(False)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(self.out_dir))
+            self.tokenizer.save_pretrained(str(self.out_dir))
+        self.runtime.wait()
+        recent = self.loss_curve[-5:]
+        result = TrainResult(
+            adapter_dir=self.out_dir,
+            steps=self.step,
+            epochs=self.config.epochs,
+            train_loss=sum(loss for _, loss in recent) / max(1, len(recent)),
+            eval_loss=self.eval_loss,
+            trained_tokens=self.trained_tokens,
+            wall_s=time.perf_counter() - self._started,
+            trainable_params=self.trainable_params,
+            total_params=self.total_params,
+            precision=self.precision,
+            method=self.config.method,
+            dropped_examples=self.dropped,
+            loss_curve=list(self.loss_curve),
+            input_tokens=self.input_tokens,
+            resumed_from_step=self.resumed_from_step,
+            processes=self.runtime.processes,
+        )
+        self._emit(
+            JobEventKind.LOG,
+            {
+                "message": f"saved {self.config.method} weights to {self.out_dir}",
+                **result.metrics(),
+            },
+        )
+        return result
+
+    def cleanup(self) -> None:
+        """Let go of the model and optimizer (and the GPU cache) and of the process group."""
+        for name in ("model", "optimizer", "scheduler"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if getattr(self, "device", "cpu").startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        if hasattr(self, "runtime"):
+            self.runtime.close()
+
+    def _emit(self, kind: JobEventKind, data: dict[str, Any]) -> None:
+        """Progress from the main process only: other processes would repeat it."""
+        runtime = getattr(self, "runtime", None)
+        if self.on_event is not None and (runtime is None or runtime.is_main):
+            self.on_event(ProgressEvent(kind, data))
+
+
+@dataclass
+class Runtime:
+    """Where the recipe runs: one process, or one of several under ``accelerate launch``.
+
+    The recipe asks it for the few things that differ (device, this process's share of a
+    batch, gradient sync, waiting for the others); with one process each is the plain thing.
+    """
+
+    device: str
+    rank: int = 0
+    processes: int = 1
+    accelerator: Any = None
+
+    @classmethod
+    def start(cls, preference: str) -> Runtime:
+        from tuneloop.hfmodels import pick_device
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls(device=pick_device(preference, TrainingError))
+        from accelerate import Accelerator
+
+        device = pick_device(preference, TrainingError)
+        accelerator = Accelerator(cpu=device == "cpu")
+        return cls(
+            device=str(accelerator.device),
+            rank=accelerator.process_index,
+            processes=accelerator.num_processes,
+            accelerator=accelerator,
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def prepare(self, model: Any) -> Any:
+        return model if self.accelerator is None else self.accelerator.prepare_model(model)
+
+    def unwrap(self, model: Any) -> Any:
+        return model if self.accelerator is None else self.accelerator.unwrap_model(model)
+
+    def shard(self, batch: list[TokenizedExample]) -> tuple[list[TokenizedExample], int]:
+        """This process's examples of a global batch, and 1; a process left without any (the
+        epoch's last, short batch) runs the first example with weight 0 so gradients still
+        synchronise."""
+        mine = batch[self.rank :: self.processes]
+        return (mine, 1) if mine else (batch[:1], 0)
+
+    @contextmanager
+    def sync_gradients(self, model: Any, sync: bool) -> Iterator[None]:
+        """Average gradients across processes only on a step's last micro-batch."""
+        if self.accelerator is None or sync:
+            yield
+            return
+        with model.no_sync():
+            yield
+
+    def backward(self, loss: Any) -> None:
+        if self.accelerator is None:
+            loss.backward()
+        else:
+            self.accelerator.backward(loss)
+
+    def sum(self, value: float) -> float:
+        if self.accelerator is None:
+            return value
+        import torch
+
+        total = self.accelerator.reduce(torch.tensor([value], device=self.device), "sum")
+        return float(total.item())
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` from every process, in rank order (on every process)."""
+        if self.accelerator is None:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return list(gather_object([value]))
+
+    def wait(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+    def close(self) -> None:
+        if self.accelerator is None:
+            return
+        import torch.distributed
+
+        self.accelerator.wait_for_everyone()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _check_4bit(device: str) -> None:
+    """QLoRA needs bitsandbytes' CUDA kernels: say so in one line instead of failing deep."""
+    if not device.startswith("cuda"):
+        raise TrainingError(
+            f"use_4bit needs a CUDA GPU (bitsandbytes 4-bit kernels); this run's device is "
+            f"{device}: set use_4bit = false (LoRA in full precision) or run on a CUDA machine"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise TrainingError(
+            "use_4bit needs the bitsandbytes package: pip install bitsandbytes"
+        ) from exc
+
+
+def _four_bit_options(device: str) -> dict[str, Any]:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16
+            if torch.cuda.is_bf16_supported()
+            else torch.float16,
+        ),
+        "device_map": {"": torch.device(device).index or 0},
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -238,30 +753,10 @@ def _length_grouped_batches(
     return batches
 
 
-def _evaluate_loss(
-    model: Any, examples: list[TokenizedExample], pad_token_id: int, batch_size: int, device: str
-) -> float | None:
-    """Token-weighted mean loss on the held-out split (None when there is none)."""
-    import torch
-
-    if not examples:
-        return None
-    model.eval()
-    total_loss, total_tokens = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            tensors = {k: v.to(device) for k, v in collate(batch, pad_token_id).items()}
-            tokens = sum(example.trained_tokens for example in batch)
-            total_loss += model(**tensors).loss.item() * tokens
-            total_tokens += tokens
-    return total_loss / max(1, total_tokens)
-
-
 def _memory_stats(device: str) -> dict[str, float]:
     import torch
 
-    if device == "cuda":
+    if device.startswith("cuda"):
         return {"gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
     try:
         import resource
