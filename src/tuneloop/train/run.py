@@ -77,6 +77,7 @@ def resume_training(
     """Continue train job ``job_id`` from its last checkpoint to the result an uninterrupted
     run would have had; refuses a job that is running, ended (succeeded, failed, cancelled) or
     has no checkpoint."""
+    from tuneloop.curate import resolve_dataset
     from tuneloop.train.recipe import checkpoint_step, latest_checkpoint
 
     job, state, _events = get_job(store, job_id, events=0)
@@ -89,18 +90,18 @@ def resume_training(
         )
     with store.session() as session:
         registered = session.query(ModelVersion).filter_by(job_id=job_id).first()
-        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id is not None else None
     if registered is not None:
         raise InputError(f"job {job_id} already registered {registered.task}@{registered.name}")
-    if dataset is None:
-        raise InputError(f"job {job_id} has no dataset to resume with")
+    stored = job.config
+    dataset = resolve_dataset(store, stored["dataset"], workspace=config.workspace)
+    if dataset.id != job.dataset_id:
+        raise InputError(f"job {job_id}'s dataset {stored['dataset']} is no longer in the store")
     checkpoint = latest_checkpoint(_work_dir(config, job_id) / "checkpoints")
     if checkpoint is None:
         raise InputError(
             f"job {job_id} left no checkpoint in {_work_dir(config, job_id) / 'checkpoints'}: "
             "start it again with tuneloop train (checkpoint_every sets how often they are written)"
         )
-    stored = job.config
     train_config = TrainConfig.model_validate(stored["train"])
     parent = resolve_version(store, job.task, stored["parent"]) if stored.get("parent") else None
     plan = _Plan(
