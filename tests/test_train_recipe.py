@@ -3,6 +3,7 @@ after SIGKILL, and two data-parallel processes matching one."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -249,7 +250,6 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(workspace) -> No
 
 @pytest.mark.slow
 def test_two_data_parallel_processes_match_one_on_the_same_global_batch(tmp_path: Path) -> None:
-    import json
 
     # Nine examples: the last global batch of each epoch has one, so one process idles through
     # it (weight 0) and gradients must still synchronise. No dropout: its masks are per process.
@@ -297,3 +297,48 @@ def test_two_data_parallel_processes_match_one_on_the_same_global_batch(tmp_path
     for name in one:
         assert torch.allclose(one[name], two[name], rtol=1e-4, atol=1e-5), name
     assert any(name.endswith("lora_B.weight") and base[name].abs().sum() > 0 for name in base)
+
+
+@pytest.mark.slow
+def test_adapter_placement_prompt_loss_and_eval_events(tmp_path: Path) -> None:
+    from tuneloop.hfmodels import load_pretrained
+    from tuneloop.train.data import tokenize_example
+
+    tokenizer, _model = load_pretrained("builtin:tiny")
+    messages = TINY_DATA[0]["messages"]
+    reply_only = tokenize_example(tokenizer, messages, 128)
+    everything = tokenize_example(tokenizer, messages, 128, train_on_inputs=True)
+    assert reply_only is not None and everything is not None
+    assert everything.trained_tokens == len(everything.input_ids) - 1 > reply_only.trained_tokens
+
+    events: list[dict[str, Any]] = []
+    config = TrainConfig(
+        **{**EXACT, "epochs": 1, "batch_size": 4},
+        modules_to_save=["embed_tokens", "lm_head"],
+        use_rslora=True,
+        eval_every=1,
+        checkpoint_every=None,
+    )
+    result = finetune(
+        config,
+        TINY_DATA,
+        TINY_DATA[:2],
+        tmp_path / "out",
+        on_event=lambda e: events.append(dict(e.data)),
+    )
+    plain = finetune(
+        TrainConfig(**{**EXACT, "epochs": 1, "batch_size": 4}, checkpoint_every=None),
+        TINY_DATA,
+        [],
+        tmp_path / "plain",
+    )
+    embeddings = 4096 * 256
+    assert result.trainable_params >= plain.trainable_params + embeddings
+    saved = adapter_weights(tmp_path / "out")
+    assert any("embed_tokens" in name and "modules_to_save" in name for name in saved)
+    adapter_config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert adapter_config["use_rslora"] is True
+    evals = [event for event in events if "eval_loss" in event]
+    assert [event["step"] for event in evals] == list(range(1, result.steps + 1))
+    steps = [event for event in events if "loss" in event and "eval_loss" not in event]
+    assert all({"loss", "lr", "tokens_per_s", "eta_s", "rss_mb"} <= set(e) for e in steps)
