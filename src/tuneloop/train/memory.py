@@ -74,7 +74,8 @@ class MemoryEstimate:
 def estimate_memory(
     config: TrainConfig, *, processes: int = 1, available: int | None = None, where: str = "RAM"
 ) -> MemoryEstimate:
-    """The estimate for ``config`` from the model's config alone (a weightless meta model)."""
+    """The estimate for ``config`` from the model's config alone (a weightless meta model);
+    ``processes`` data-parallel replicas count once per process when they share RAM."""
     model_config, total, trainable = count_parameters(config)
     hidden = int(model_config.hidden_size)
     layers = int(model_config.num_hidden_layers)
@@ -87,11 +88,13 @@ def estimate_memory(
         activations += tokens * hidden * element * SAVED_TENSORS_PER_LAYER  # one layer recomputed
     activations += tokens * vocab * 4 * LOGIT_COPIES
     weight_bytes = total // 2 if config.use_4bit else total * 4
+    # Data-parallel processes on one machine's RAM each hold a whole replica; GPUs hold one each.
+    copies = processes if where == "RAM" else 1
     return MemoryEstimate(
-        weights=weight_bytes,
-        gradients=trainable * 4,
-        optimizer=trainable * 8,
-        activations=activations,
+        weights=weight_bytes * copies,
+        gradients=trainable * 4 * copies,
+        optimizer=trainable * 8 * copies,
+        activations=activations * copies,
         available=available,
         where=where,
     )

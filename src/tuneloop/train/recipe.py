@@ -166,7 +166,7 @@ class FinetuneRecipe:
         self.resumed_from_step: int | None = None
         self.dropped = 0
         self.eval_loss: float | None = None
-        self._started = time.perf_counter()
+        self._created = self._started = time.perf_counter()
         self._run_start_step = 0
         self._run_start_tokens = 0
 
@@ -548,7 +548,7 @@ class FinetuneRecipe:
             train_loss=sum(loss for _, loss in recent) / max(1, len(recent)),
             eval_loss=self.eval_loss,
             trained_tokens=self.trained_tokens,
-            wall_s=time.perf_counter() - self._started,
+            wall_s=time.perf_counter() - self._created,
             trainable_params=self.trainable_params,
             total_params=self.total_params,
             precision=self.precision,
