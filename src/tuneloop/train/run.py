@@ -249,7 +249,7 @@ def _work_dir(config: Config, job_id: int) -> Path:
 
 
 def _weights_name(train_config: TrainConfig) -> str:
-    return "adapter" if train_config.method == "lora" else "model"
+    return "model" if train_config.method == "full" else "adapter"
 
 
 def _is_main_process() -> bool:
