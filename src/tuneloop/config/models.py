@@ -320,8 +320,16 @@ class TrainConfig(Section):
     )
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(512, ge=16, description="tokens per example; longer ones are truncated")
-    method: Literal["lora", "full"] = Field(
-        "lora", description="lora: train small adapters (PEFT); full: train every weight"
+    method: Literal["lora", "full", "dpo"] = Field(
+        "lora",
+        description="lora: train small adapters (PEFT); full: train every weight; dpo: train "
+        "adapters on the dataset's preference pairs (corrected answers preferred to originals)",
+    )
+    dpo_beta: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="dpo: how far from the starting model the policy may move (higher = less)",
     )
     lora_r: int = Field(
         8,

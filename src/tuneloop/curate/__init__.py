@@ -10,6 +10,7 @@ from tuneloop.curate.build import (
     build_dataset,
     latest_dataset,
     list_datasets,
+    load_pairs,
     load_split,
     resolve_dataset,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "export_version",
     "latest_dataset",
     "list_datasets",
+    "load_pairs",
     "load_schema",
     "load_split",
     "openai_default_epochs",

@@ -384,3 +384,17 @@ def load_split(
         for record, interaction_id in zip(records, ids, strict=True):
             record["interaction_id"] = interaction_id
     return records
+
+
+def load_pairs(dataset: Dataset, split: str, *, verify: bool = True) -> list[dict[str, Any]]:
+    """The preference pairs of one split (OpenAI DPO lines), from the version's corrections.
+
+    A pair is a corrected answer: the user's version (``preferred_output``) is preferred to the
+    model's original (``non_preferred_output``). A version built before pairs existed, or
+    with no corrections in ``split``, gives an empty list; callers that need pairs say so.
+    """
+    load_split(dataset, split, verify=verify)  # the split name, the folder and the hash
+    path = Path(dataset.path) / PAIR_FILES[split]
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -16,9 +16,8 @@ from typing import Any
 from sqlalchemy import select
 
 from tuneloop.config import Config
-from tuneloop.curate.build import load_split, resolve_dataset
+from tuneloop.curate.build import load_pairs, load_split, resolve_dataset
 from tuneloop.curate.card import CARD_JSON, card_data, diff_versions, render_card
-from tuneloop.curate.export import PAIR_FILES
 from tuneloop.curate.pii import ExampleState, Redactor, redactor_from_config
 from tuneloop.errors import InputError
 from tuneloop.formats import EXPORT_FORMATS, Record, write_splits
@@ -127,22 +126,14 @@ def export_version(
 
 
 def _pair_records(dataset: Dataset, split: str) -> list[Record]:
-    load_split(dataset, split)  # checks the version's files against its content hash
-    path = Path(dataset.path) / PAIR_FILES[split]
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line:
-            pair = json.loads(line)
-            records.append(
-                Record(
-                    messages=pair["input"]["messages"],
-                    chosen=pair["preferred_output"],
-                    rejected=pair["non_preferred_output"],
-                )
-            )
-    return records
+    return [
+        Record(
+            messages=pair["input"]["messages"],
+            chosen=pair["preferred_output"],
+            rejected=pair["non_preferred_output"],
+        )
+        for pair in load_pairs(dataset, split)
+    ]
 
 
 def _redact(redactor: Redactor, record: Record, counts: Counter[str]) -> Record:

@@ -131,11 +131,19 @@ def _plan(
         if is_adapter_dir(parent.artifact_path):
             # Continuing an adapter: same base, same adapter shape as the parent.
             train_config = train_config.model_copy(
-                update={"base_model": parent.base_model, "method": "lora"}
+                update={
+                    "base_model": parent.base_model,
+                    "method": "dpo" if train_config.method == "dpo" else "lora",
+                }
             )
         else:
             # A fully fine-tuned parent is itself the base of the next version.
             train_config = train_config.model_copy(update={"base_model": parent.artifact_path})
+    if train_config.method == "dpo" and not _examples(dataset, train_config, "train"):
+        raise TrainingError(
+            f"dataset {dataset.label} has no preference pairs in its train split (pairs "
+            "come from corrected answers); train with method lora or full"
+        )
     job_config = {
         "train": train_config.model_dump(mode="json"),
         "dataset": dataset.label,
@@ -168,7 +176,7 @@ def _run(
     *,
     resume_from: Path | None,
 ) -> ModelVersion:
-    from tuneloop.curate.build import load_split
+    from tuneloop.train.dpo import dpo_finetune
     from tuneloop.train.recipe import finetune
 
     work_dir = _work_dir(config, job.job_id)
@@ -181,16 +189,28 @@ def _run(
             progress(event)
 
     weights = _weights_name(plan.train_config)
-    result = finetune(
-        plan.train_config,
-        load_split(plan.dataset, "train"),
-        load_split(plan.dataset, "eval"),
-        work_dir / weights,
-        parent_adapter=plan.parent_adapter,
-        on_event=on_event,
-        checkpoint_dir=work_dir / "checkpoints",
-        resume_from=resume_from,
-    )
+    train_examples = _examples(plan.dataset, plan.train_config, "train")
+    eval_examples = _examples(plan.dataset, plan.train_config, "eval")
+    if plan.train_config.method == "dpo":  # preference pairs; one process, no checkpoints yet
+        result = dpo_finetune(
+            plan.train_config,
+            train_examples,
+            eval_examples,
+            work_dir / weights,
+            parent_adapter=plan.parent_adapter,
+            on_event=on_event,
+        )
+    else:
+        result = finetune(
+            plan.train_config,
+            train_examples,
+            eval_examples,
+            work_dir / weights,
+            parent_adapter=plan.parent_adapter,
+            on_event=on_event,
+            checkpoint_dir=work_dir / "checkpoints",
+            resume_from=resume_from,
+        )
     plot = save_loss_plot(
         result.loss_curve,
         work_dir / "loss.png",
@@ -230,6 +250,8 @@ def _run(
 def _train_without_job(config: Config, plan: _Plan, *, resume_from: Path | None = None) -> Any:
     """A non-main process under ``accelerate launch``: trains its share and records nothing;
     the main process writes weights and checkpoints. Returns None, not a version."""
+    if plan.train_config.method == "dpo":
+        raise TrainingError("dpo trains in one process; run it without accelerate launch")
     from tuneloop.curate.build import load_split
     from tuneloop.train.recipe import finetune
 
@@ -242,6 +264,15 @@ def _train_without_job(config: Config, plan: _Plan, *, resume_from: Path | None 
         resume_from=resume_from,
     )
     return None
+
+
+def _examples(dataset: Dataset, train_config: TrainConfig, split: str) -> list[dict[str, Any]]:
+    """The split's chat examples, or its preference pairs for ``method = "dpo"``."""
+    from tuneloop.curate import load_pairs, load_split
+
+    if train_config.method == "dpo":
+        return load_pairs(dataset, split)
+    return load_split(dataset, split)
 
 
 def _work_dir(config: Config, job_id: int) -> Path:
