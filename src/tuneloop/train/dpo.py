@@ -187,6 +187,8 @@ def dpo_finetune(
                 lora_alpha=config.lora_alpha,
                 lora_dropout=config.lora_dropout,
                 target_modules=list(config.target_modules),
+                use_rslora=config.use_rslora,
+                modules_to_save=list(config.modules_to_save) or None,
                 task_type="CAUSAL_LM",
             ),
         )
@@ -240,7 +242,8 @@ def dpo_finetune(
             recent.append(torch.stack([losses.detach(), margins.detach()]))
             if (index + 1) % config.grad_accum_steps and index != len(batches) - 1:
                 continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

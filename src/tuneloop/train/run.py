@@ -177,7 +177,7 @@ def _run(
     resume_from: Path | None,
 ) -> ModelVersion:
     from tuneloop.train.dpo import dpo_finetune
-    from tuneloop.train.recipe import finetune
+    from tuneloop.train.recipe import TrainResult, finetune
 
     work_dir = _work_dir(config, job.job_id)
 
@@ -191,6 +191,7 @@ def _run(
     weights = _weights_name(plan.train_config)
     train_examples = _examples(plan.dataset, plan.train_config, "train")
     eval_examples = _examples(plan.dataset, plan.train_config, "eval")
+    result: TrainResult
     if plan.train_config.method == "dpo":  # preference pairs; one process, no checkpoints yet
         result = dpo_finetune(
             plan.train_config,
