@@ -92,6 +92,7 @@ class OpenAIChatProvider(RemoteProvider):
             model=self.model,
             messages=messages,
             extra_body=self._request(messages, options, stream=False),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         return self._completion(messages, response)
@@ -103,6 +104,7 @@ class OpenAIChatProvider(RemoteProvider):
             model=self.model,
             messages=messages,
             extra_body=self._request(messages, options, stream=False),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         return self._completion(messages, response)
@@ -115,6 +117,7 @@ class OpenAIChatProvider(RemoteProvider):
             messages=messages,
             stream=True,
             extra_body=self._request(messages, options, stream=True),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         state = _StreamState(self.model)
@@ -133,6 +136,7 @@ class OpenAIChatProvider(RemoteProvider):
             messages=messages,
             stream=True,
             extra_body=self._request(messages, options, stream=True),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         state = _StreamState(self.model)

@@ -164,6 +164,8 @@ def summary(
         "rejected": result.rejected,
         "failures_by_reason": result.failures_by_reason,
         "failures": result.failures,
+        # Calls in flight when an earlier run died, sent again under their idempotency keys.
+        "resent_after_crash": sum(stats.resent for stats in result.steps.values()),
         "providers": {name: asdict(spend) for name, spend in result.spend.items()},
         "cost_usd": result.cost_usd,
         "seconds": round(result.seconds, 3),
