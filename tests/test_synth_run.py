@@ -82,8 +82,12 @@ def test_a_run_stores_examples_writes_three_files_and_pays_once(
         "kept": 6,
         "rejected": 0,
         "failed": 0,
+        "resent": 0,
     }
+    assert summary["resent_after_crash"] == 0
     assert len(fake_openai.requests) == 6
+    keys = {request.headers["idempotency-key"] for request in fake_openai.requests}
+    assert len(keys) == 6  # each call under its own key, recorded before it was sent
     seeds = {request.body["seed"] for request in fake_openai.requests}
     assert len(seeds) == 6  # a deterministic, distinct seed per output
     spend = summary["providers"]["openai:gpt-4o-mini"]
