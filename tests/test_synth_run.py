@@ -82,8 +82,12 @@ def test_a_run_stores_examples_writes_three_files_and_pays_once(
         "kept": 6,
         "rejected": 0,
         "failed": 0,
+        "resent": 0,
     }
+    assert summary["resent_after_crash"] == 0
     assert len(fake_openai.requests) == 6
+    keys = {request.headers["idempotency-key"] for request in fake_openai.requests}
+    assert len(keys) == 6  # each call under its own key, recorded before it was sent
     seeds = {request.body["seed"] for request in fake_openai.requests}
     assert len(seeds) == 6  # a deterministic, distinct seed per output
     spend = summary["providers"]["openai:gpt-4o-mini"]
@@ -276,13 +280,15 @@ def test_near_copies_of_existing_data_are_dropped(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_run_killed_from_outside_repeats_at_most_the_calls_in_flight(
-    tmp_path: Path, fake_openai: FakeAPI
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent-upstream"])
+def test_a_run_killed_from_outside_loses_nothing_and_repeats_at_most_the_calls_in_flight(
+    tmp_path: Path, fake_openai: FakeAPI, idempotent: bool
 ) -> None:
     import signal
     import time
 
     fake_openai.default = Reply(text=ANSWER, delay_s=0.05)
+    fake_openai.idempotent = idempotent
     path = pipeline_file(tmp_path, concurrency=4)
     env = {
         **os.environ,
@@ -290,7 +296,8 @@ def test_a_run_killed_from_outside_repeats_at_most_the_calls_in_flight(
         "OPENAI_BASE_URL": fake_openai.base_url,
         "OPENAI_API_KEY": "sk-test",
     }
-    (tmp_path / "killed.toml").write_text(f'workspace = "{tmp_path / "killed"}"\n')
+    workspace = tmp_path / "killed"
+    (tmp_path / "killed.toml").write_text(f'workspace = "{workspace}"\n')
     code = "from tuneloop.cli.app import main; main()"
     args = ["synth", "run", str(path), "--n", "60", "--config", str(tmp_path / "killed.toml")]
     process = subprocess.Popen(
@@ -313,7 +320,25 @@ def test_a_run_killed_from_outside_repeats_at_most_the_calls_in_flight(
     assert resumed.returncode == 0, resumed.stderr
     second = sent(fake_openai)[len(first) :]
     repeated = set(first) & set(second)
-    assert len(repeated) <= 4  # only calls still in flight when the process died
+    metadata = json.loads((workspace / "synth" / "support" / "support_metadata.json").read_text())
+    resent = metadata["resent_after_crash"]
+    assert 1 <= resent <= 4  # only calls still in flight when the process died
+    if idempotent:
+        # Each resent call the upstream had answered came back from its first answer, free.
+        assert not repeated and 1 <= len(fake_openai.replayed) <= resent
+    else:
+        assert len(repeated) <= resent
     assert len(set(first) | set(second)) == 60
-    lines = (tmp_path / "killed" / "synth" / "support" / "support.jsonl").read_text()
-    assert len(lines.splitlines()) == 60
+    lines = (workspace / "synth" / "support" / "support.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 60
+    store = Store(f"sqlite:///{workspace / 'tuneloop.db'}")
+    try:
+        with store.session() as session:
+            rows = session.execute(
+                select(Interaction.id, Interaction.response).where(
+                    Interaction.task == "support", Interaction.source == "synthetic"
+                )
+            ).all()
+    finally:
+        store.close()
+    assert len(rows) == len({row.id for row in rows}) == 60  # none lost, none twice

@@ -13,6 +13,11 @@ request. A reply can script a fault: an HTTP error with the provider's own error
 401, 429 with ``Retry-After``…), a delay before answering (a hang past the client's timeout), a
 stall in the middle of a stream, or a malformed SSE event. Invalid-JSON and schema failures are
 just replies whose ``text`` is not the JSON the caller wants.
+
+With ``idempotent`` set, the OpenAI-format fakes honour ``Idempotency-Key`` as a gateway or
+proxy with an idempotency cache does: a request under a key they have answered gets that same
+answer back at no cost (logged in ``replayed``, not in ``requests``), even when the first
+caller never read it.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ class FakeAPI:
         self.default = Reply()
         self.requests: list[RecordedRequest] = []
         self.expected_key: str | None = None
+        self.idempotent = False
+        self.replayed: list[str] = []  # idempotency keys answered from the first answer
+        self._answers: dict[str, dict[str, Any]] = {}
         self.tuning = FakeFineTuning(kind)  # files and jobs of its fine-tuning API
 
     def push(self, *replies: Reply) -> None:
@@ -102,7 +110,23 @@ class FakeAPI:
             self.requests.clear()
             self.default = Reply()
             self.expected_key = None
+            self.idempotent = False
+            self.replayed.clear()
+            self._answers.clear()
         self.tuning.reset()
+
+    def replay(self, key: str | None) -> dict[str, Any] | None:
+        """The answer first given under ``key`` (an idempotent fake only), logged as replayed."""
+        with self._lock:
+            if not self.idempotent or key is None or key not in self._answers:
+                return None
+            self.replayed.append(key)
+            return self._answers[key]
+
+    def remember(self, key: str | None, body: dict[str, Any]) -> None:
+        if self.idempotent and key is not None:
+            with self._lock:
+                self._answers.setdefault(key, body)
 
     def take(self, request: RecordedRequest) -> Reply:
         with self._lock:
@@ -350,8 +374,17 @@ class FakeLLMServer:
         def openai_route(api: FakeAPI) -> None:
             @app.post(f"{api.prefix}/v1/chat/completions")
             async def chat(request: Request) -> Response:
+                key = request.headers.get("idempotency-key")
+                known = api.replay(key)
+                if known is not None:
+                    return JSONResponse(known)
                 record, reply = await recorded(api, request)
                 reply = refused(api, record) or reply
+                number = self._next_number() if reply.status == 200 else 0
+                if reply.status == 200 and not record.body.get("stream"):
+                    # Made (and billed) now: kept even if the caller is gone when it is sent.
+                    model = reply.model or record.body.get("model", "fake")
+                    api.remember(key, _openai_body(reply, model, number))
                 if reply.delay_s:
                     await asyncio.sleep(reply.delay_s)
                 if reply.status != 200:
@@ -359,7 +392,6 @@ class FakeLLMServer:
                         _openai_error(reply), status_code=reply.status, headers=reply.headers
                     )
                 model = reply.model or record.body.get("model", "fake")
-                number = self._next_number()
                 if record.body.get("stream"):
                     include = bool((record.body.get("stream_options") or {}).get("include_usage"))
                     return StreamingResponse(

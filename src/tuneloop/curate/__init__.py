@@ -15,11 +15,17 @@ from tuneloop.curate.build import (
     resolve_dataset,
 )
 from tuneloop.curate.checks import ValidateOptions, ValidationReport, load_schema, validate_path
-from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
+from tuneloop.curate.dedup import cap_categories, remove_near_copies, remove_near_duplicates
 from tuneloop.curate.forget import DatasetPurge, purge_examples
 from tuneloop.curate.pii import Redactor, redact_path, redactor_from_config
 from tuneloop.curate.pricing import openai_default_epochs
-from tuneloop.curate.select import Example, Selection, count_candidates, select_examples
+from tuneloop.curate.select import (
+    Example,
+    Selection,
+    count_candidates,
+    select_examples,
+    stream_examples,
+)
 from tuneloop.curate.split import assign_split, split_examples
 from tuneloop.curate.validate import validate_example
 from tuneloop.curate.versions import diff_refs, export_version, show_version
@@ -46,11 +52,13 @@ __all__ = [
     "purge_examples",
     "redact_path",
     "redactor_from_config",
+    "remove_near_copies",
     "remove_near_duplicates",
     "resolve_dataset",
     "select_examples",
     "show_version",
     "split_examples",
+    "stream_examples",
     "validate_example",
     "validate_path",
 ]

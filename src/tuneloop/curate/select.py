@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 
 from tuneloop.config import CurateConfig
 from tuneloop.curate.validate import validate_example
@@ -176,6 +176,57 @@ def select_examples(
 
 def _reward(example: Example) -> float:
     return example.reward if example.reward is not None else float("-inf")
+
+
+def stream_examples(
+    store: Store,
+    config: CurateConfig,
+    *,
+    task: str,
+    exclude_metadata: Mapping[str, str] | None = None,
+    batch: int = STREAM_BATCH,
+) -> Iterator[Example]:
+    """The valid examples of ``task`` that pass the filters, read ``batch`` rows at a time.
+
+    Unlike ``select_examples`` nothing is held: the filters (and ``exclude_metadata``, rows whose
+    metadata has one of these values) narrow the query in SQL, ``filter_reason`` and validation
+    decide each row, and exact duplicates come as often as they are stored.
+    """
+    excluded = dict(exclude_metadata or {})
+    query = select(*STREAM_COLUMNS).where(Interaction.task == task, filter_clause(config))
+    for key, value in excluded.items():
+        field = Interaction.metadata_[key].as_string()
+        query = query.where(or_(field.is_(None), field != value))
+    query = query.order_by(Interaction.created_at, Interaction.id).execution_options(
+        yield_per=batch
+    )
+    with store.session() as session:
+        for row in session.execute(query):
+            metadata = row.metadata_ if isinstance(row.metadata_, dict) else {}
+            if filter_reason(row, config) or any(
+                metadata.get(key) == value for key, value in excluded.items()
+            ):
+                continue
+            example = example_from_interaction(row)
+            if not validate_example(example.record()):
+                yield example
+
+
+def filter_clause(config: CurateConfig) -> ColumnElement[bool]:
+    """``filter_reason``'s rules as SQL, never stricter, so a stream reads only likely rows."""
+    unrated: ColumnElement[bool] = Interaction.reward.is_(None)
+    if not config.keep_unrated:
+        unrated = and_(unrated, Interaction.source == "synthetic")
+    rated = and_(
+        Interaction.reward >= config.min_reward,
+        or_(Interaction.quality.is_(None), Interaction.quality >= config.min_quality),
+    )
+    valid = or_(
+        Interaction.valid_json.is_(None),
+        Interaction.valid_json == true(),
+        Interaction.corrected_response.is_not(None),
+    )
+    return and_(or_(unrated, rated), valid)
 
 
 def _apply(

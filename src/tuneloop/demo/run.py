@@ -11,10 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloop.config import Config, load_config
 from tuneloop.errors import InputError
+
+if TYPE_CHECKING:
+    from tuneloop.capture.client import Tuneloop
 
 DEMO_MARKER = ".tuneloop-demo"
 DEMO_TASK = "ui-layout"
@@ -33,6 +36,9 @@ class DemoSize:
 
 
 FULL = DemoSize(traffic=240, synthetic=80, epochs=10, eval_requests=24, max_new_tokens=384)
+# Each template-prompted synthetic example is asked for in this many other wordings too (by the
+# demo's stand-in for a frontier model): the synthetic budget is split between the two.
+VARIED_PER_EXAMPLE = 2
 QUICK = DemoSize(traffic=24, synthetic=8, epochs=1, eval_requests=2, max_new_tokens=48, smoke=True)
 TEACHER_NOTE = "the demo's reference generator with 20% injected faults, not a frontier model"
 
@@ -115,6 +121,58 @@ def prepare_workspace(path: Path, size: DemoSize) -> Config:
 Step = Callable[[str, int], Callable[[int, int], None]]
 
 
+def vary_synthetic(
+    tl: Tuneloop, interaction_ids: list[str], *, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Ask for each stored synthetic example in other wordings (the synth stage's prompt
+    variation, ``demo.varier`` standing in for the frontier model); store them as synthetic.
+
+    The answers are the originals', so ``split_group = "answer"`` keeps every wording of one
+    answer on the side of the split its original is on. Returns how many were stored.
+    """
+    from sqlalchemy import select
+
+    from tuneloop.demo.varier import vary_requests
+    from tuneloop.providers import CallableProvider
+    from tuneloop.store import Interaction
+    from tuneloop.synth import vary_prompts
+
+    with tl.store.session() as session:
+        rows = session.execute(
+            select(
+                Interaction.id, Interaction.messages, Interaction.response, Interaction.metadata_
+            )
+            .where(Interaction.id.in_(interaction_ids))
+            .order_by(Interaction.id)
+        ).all()
+    examples = [
+        {
+            "id": row.id,
+            "messages": [*row.messages, {"role": "assistant", "content": row.response}],
+            "metadata": dict(row.metadata_ or {}),
+        }
+        for row in rows
+    ]
+    varier = CallableProvider(vary_requests, name="demo-varier")
+    report = vary_prompts(
+        varier, examples, per_example=VARIED_PER_EXAMPLE, concurrency=1, progress=progress
+    )
+    stored = 0
+    for variation in report.examples:
+        stored += (
+            tl.log(
+                variation.messages[:-1],
+                variation.messages[-1]["content"],
+                provider=varier.name,
+                task=DEMO_TASK,
+                source="synthetic",
+                metadata=variation.metadata,
+            )
+            is not None
+        )
+    return stored
+
+
 def run_demo(
     workspace: Path, *, quick: bool = False, step: Step | None = None, seed: int = 0
 ) -> DemoSummary:
@@ -155,14 +213,18 @@ def run_demo(
         seed=seed,
         progress=progress("simulated users", size.traffic),
     )
+    templated = max(1, size.synthetic // (1 + VARIED_PER_EXAMPLE))
     synth = generate_examples(
         tl,
         teacher,
-        synth_items(size.synthetic, seed),
+        synth_items(templated, seed),
         task=DEMO_TASK,
         system_prompt=SYSTEM_PROMPT,
         validator=layout_validator,
-        progress=progress("synthetic examples", size.synthetic),
+        progress=progress("synthetic examples", templated),
+    )
+    varied = vary_synthetic(
+        tl, synth.interaction_ids, progress=progress("varied wordings", len(synth.interaction_ids))
     )
     summary.capture = {
         "requests": traffic.requests,
@@ -171,6 +233,7 @@ def run_demo(
         "feedback": dict(traffic.feedback),
         "synthetic_stored": synth.stored,
         "synthetic_rejected": synth.rejected,
+        "synthetic_varied": varied,
     }
 
     dataset = build_dataset(tl.store, config, task=DEMO_TASK)

@@ -138,6 +138,7 @@ class AnthropicProvider(RemoteProvider):
         if options.top_p is not None:
             body["top_p"] = options.top_p
         request["extra_body"] = body or None
+        request["extra_headers"] = self.call_headers(options)
         return request
 
     def _completion(self, messages: list[Message], response: Any) -> Completion:

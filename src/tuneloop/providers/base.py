@@ -30,6 +30,8 @@ class RequestOptions:
     ``extra_body`` is merged into the request body as-is, for parameters we do not model
     (``top_k``, ``repetition_penalty``, ``reasoning_effort``…). ``timeout_s`` shortens the
     provider's deadline for this call; a chain uses it to pass down what is left of its own.
+    ``idempotency_key`` travels as the ``Idempotency-Key`` header of HTTP providers: an upstream
+    that honours it answers a repeat (a retry, or a resumed run) with the answer it gave first.
     """
 
     max_tokens: int | None = None
@@ -41,6 +43,7 @@ class RequestOptions:
     tool_choice: str | Mapping[str, Any] | None = None
     extra_body: Mapping[str, Any] | None = None
     timeout_s: float | None = None
+    idempotency_key: str | None = None
 
     def with_overrides(self, **changes: Any) -> RequestOptions:
         """A copy with the given fields replaced, skipping those given as ``None``."""

@@ -87,24 +87,40 @@ class OpenAIChatProvider(RemoteProvider):
             tool_calls=tool_calls,
         )
 
+    def _post(
+        self, messages: list[Message], options: RequestOptions, timeout: Any
+    ) -> tuple[str, dict[str, Any]]:
+        """The path and arguments of one non-streamed call, for the client's ``post``.
+
+        The body goes as built, not through ``chat.completions.create``: that walks every
+        parameter and message against the SDK's typed-dict annotations first, which costs more
+        CPU per call (about 0.6 ms) than the rest of our side of the call together. The result
+        and errors are the same: ``post`` is what ``create`` calls after that walk.
+        """
+        from openai.types.chat import ChatCompletion
+
+        body = {"model": self.model, "messages": messages}
+        body.update(self._request(messages, options, stream=False))
+        request_options: dict[str, Any] = {"timeout": timeout}
+        headers = self.call_headers(options)
+        if headers:
+            request_options["headers"] = headers
+        return "/chat/completions", {
+            "body": body,
+            "cast_to": ChatCompletion,
+            "options": request_options,
+        }
+
     def _call(self, messages: list[Message], options: RequestOptions, timeout: Any) -> Completion:
-        response = self.client().chat.completions.create(
-            model=self.model,
-            messages=messages,
-            extra_body=self._request(messages, options, stream=False),
-            timeout=timeout,
-        )
+        path, arguments = self._post(messages, options, timeout)
+        response = self.client().post(path, **arguments)
         return self._completion(messages, response)
 
     async def _acall(
         self, messages: list[Message], options: RequestOptions, timeout: Any
     ) -> Completion:
-        response = await self.async_client().chat.completions.create(
-            model=self.model,
-            messages=messages,
-            extra_body=self._request(messages, options, stream=False),
-            timeout=timeout,
-        )
+        path, arguments = self._post(messages, options, timeout)
+        response = await self.async_client().post(path, **arguments)
         return self._completion(messages, response)
 
     def _call_stream(
@@ -115,6 +131,7 @@ class OpenAIChatProvider(RemoteProvider):
             messages=messages,
             stream=True,
             extra_body=self._request(messages, options, stream=True),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         state = _StreamState(self.model)
@@ -133,6 +150,7 @@ class OpenAIChatProvider(RemoteProvider):
             messages=messages,
             stream=True,
             extra_body=self._request(messages, options, stream=True),
+            extra_headers=self.call_headers(options),
             timeout=timeout,
         )
         state = _StreamState(self.model)

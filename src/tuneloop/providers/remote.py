@@ -380,6 +380,12 @@ class RemoteProvider(BaseProvider):
         """The configured body parameters with this call's ``extra_body`` on top."""
         return {**self.settings.body, **(options.extra_body or {})}
 
+    def call_headers(self, options: RequestOptions) -> dict[str, str] | None:
+        """Headers of this one call (the idempotency key), on top of the configured ones."""
+        if options.idempotency_key is None:
+            return None
+        return {IDEMPOTENCY_HEADER: options.idempotency_key}
+
     def redact(self, text: str) -> str:
         """One line, short, with the key (if it appears at all) replaced by ``***``."""
         key = self._environ.get(self.key_env, "") if self.key_env else ""
@@ -449,6 +455,9 @@ def transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Base
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
     return tuple(timeouts), tuple(transports)
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

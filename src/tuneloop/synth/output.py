@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,40 +95,34 @@ def _visible(node: Node) -> dict[str, Any]:
 
 
 def drop_near_duplicates(
-    examples: list[SynthExample], threshold: float, existing: Sequence[Example] = ()
+    examples: list[SynthExample], threshold: float, existing: Iterable[Example] = ()
 ) -> list[SynthExample]:
     """New examples that nearly repeat another new one, or one of ``existing`` (the task's
-    data as curation selects it), go, through curate's dedup (near in prompt and answer).
-
-    Existing examples are given a reward above any real one, so dedup (which keeps the best
-    rewarded member of each cluster) always keeps them and drops the new near-copy.
+    data as curation selects it, streamed), go, through curate's dedup (near in prompt and
+    answer). Existing examples always win: the new near-copy is the one dropped.
     """
-    from tuneloop.curate import Example, remove_near_duplicates
+    from tuneloop.curate import Example, remove_near_copies
 
-    if len(examples) + len(existing) < 2:
-        return examples
     wrapped = [
         Example(interaction_id=example.id, messages=example.messages, source="synthetic")
         for example in examples
     ]
-    anchors = [
-        Example(interaction_id=f"existing:{e.interaction_id}", messages=e.messages, reward=2.0)
-        for e in existing
-    ]
     kept_ids = {
         example.interaction_id
-        for example in remove_near_duplicates([*anchors, *wrapped], threshold=threshold).kept
+        for example in remove_near_copies(wrapped, existing, threshold=threshold).kept
     }
     return [example for example in examples if example.id in kept_ids]
 
 
-def existing_examples(store: Store, config: Config, pipeline: Pipeline) -> list[Example]:
-    """The task's examples as curation would select them, less this pipeline's own earlier
-    output (a re-run must find its examples again, not drop them as near-copies)."""
-    from tuneloop.curate import select_examples
+def existing_examples(store: Store, config: Config, pipeline: Pipeline) -> Iterator[Example]:
+    """The task's examples that curation would keep, streamed from the store in batches, less
+    this pipeline's own earlier output (a re-run must find its examples again, not drop them
+    as near-copies). Exact duplicates are not merged: dedup treats them as one."""
+    from tuneloop.curate import stream_examples
 
-    selection = select_examples(store, config.curate, task=pipeline.task)
-    return [e for e in selection.examples if e.metadata.get("pipeline") != pipeline.name]
+    return stream_examples(
+        store, config.curate, task=pipeline.task, exclude_metadata={"pipeline": pipeline.name}
+    )
 
 
 def store_examples(
@@ -170,6 +164,8 @@ def summary(
         "rejected": result.rejected,
         "failures_by_reason": result.failures_by_reason,
         "failures": result.failures,
+        # Calls in flight when an earlier run died, sent again under their idempotency keys.
+        "resent_after_crash": sum(stats.resent for stats in result.steps.values()),
         "providers": {name: asdict(spend) for name, spend in result.spend.items()},
         "cost_usd": result.cost_usd,
         "seconds": round(result.seconds, 3),

@@ -4,7 +4,9 @@ Each step takes every output of the step before (the first takes the inputs), re
 prompt, and asks its provider ``fan_out`` times with distinct deterministic seeds. A call whose
 exact request is in the cache costs nothing; one whose every provider fails marks that output
 failed with the error's kind and the run goes on. Failed calls are not cached, so a re-run
-retries exactly those. Retries with backoff and ``Retry-After`` happen inside the providers.
+retries exactly those. Each call's cache key is recorded before it is sent and goes along as
+its idempotency key (see ``synth.cache``). Retries with backoff and ``Retry-After`` happen
+inside the providers.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class StepStats:
     kept: int = 0
     rejected: int = 0
     failed: int = 0
+    resent: int = 0  # in flight when an earlier run died: sent again under the same key
 
 
 @dataclass
@@ -271,8 +274,11 @@ class Runner:
             stats.cached += 1
             answer = cached
         else:
-            asked = await self._ask(step, messages, seed)
+            if self.cache.mark_sent(key):
+                stats.resent += 1
+            asked = await self._ask(step, messages, seed, key)
             if isinstance(asked, ProviderError):
+                self.cache.settle(key)
                 stats.failed += 1
                 self._fail(step, path, error_kind(asked), str(asked)[:300])
                 return None
@@ -301,12 +307,13 @@ class Runner:
         )
 
     async def _ask(
-        self, step: Step, messages: list[dict[str, Any]], seed: int
+        self, step: Step, messages: list[dict[str, Any]], seed: int, key: str
     ) -> CachedAnswer | ProviderError:
         options = RequestOptions(
             max_tokens=step.max_tokens,
             temperature=step.temperature,
             extra_body={"seed": seed} if self.seeded[step.name] else None,
+            idempotency_key=key,
         )
         try:
             completion = await self.providers[step.name].acomplete(messages, options=options)
