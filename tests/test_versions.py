@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tuneloop.cli.app import app
 from tuneloop.config import Config
-from tuneloop.curate import ValidateOptions, build_dataset, load_split, validate_path
+from tuneloop.curate import ValidateOptions, build_dataset, count_lines, load_split, validate_path
 from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
 from tuneloop.curate.pricing import openai_default_epochs
 from tuneloop.curate.select import Example
@@ -283,3 +283,19 @@ def test_strict_build_refuses_invalid_examples(store: Store, config: Config) -> 
     config.curate.strict = True
     with pytest.raises(InputError, match="1 invalid example"):
         build_dataset(store, config)
+
+
+def test_export_and_validate_report_progress(store: Store, config: Config) -> None:
+    seed(store, 6)
+    build_dataset(store, config)
+    out = Path(config.workspace).parent / "export"
+    calls: list[tuple[int, int]] = []
+    report = export_version(
+        store, config, "layout@1", "openai", out, progress=lambda d, t: calls.append((d, t))
+    )
+    total = report.examples["train"] + report.examples["eval"]
+    assert calls[-1] == (total, total)
+    checked: list[int] = []
+    validated = validate_path(out, progress=checked.append)
+    assert checked[-1] == validated.entries == total
+    assert count_lines(out) == total

@@ -181,7 +181,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
 ) -> None:
     """Check every entry; print FILE:LINE: CODE message; exit 1 on any error."""
-    from tuneloop.curate.checks import ValidateOptions, load_schema, validate_path
+    from tuneloop.curate.checks import ValidateOptions, count_lines, load_schema, validate_path
 
     options = ValidateOptions(
         fmt=fmt,
@@ -191,7 +191,11 @@ def validate(
         model=model,
     )
     try:
-        report = validate_path(path, options)
+        with _progress("validating") as (bar, update):
+            bar.update(update, total=count_lines(path))
+            report = validate_path(
+                path, options, progress=lambda done: bar.update(update, completed=done)
+            )
     except TuneloopError as exc:  # the path itself cannot be read: still exit 1, one line
         err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
@@ -304,7 +308,17 @@ def export(
     from tuneloop.curate.versions import export_version
 
     config, store = load(config_path)
-    report = export_version(store, config, ref, fmt, out, redact=redact, overwrite=overwrite)
+    with _progress("exporting") as (bar, update):
+        report = export_version(
+            store,
+            config,
+            ref,
+            fmt,
+            out,
+            redact=redact,
+            overwrite=overwrite,
+            progress=lambda done, total: bar.update(update, completed=done, total=total),
+        )
     for split, path in report.files.items():
         console.print(
             f"{split}: {report.examples[split]} examples -> {escape(path)}", highlight=False

@@ -14,7 +14,13 @@ from tuneloop.curate.build import (
     load_split,
     resolve_dataset,
 )
-from tuneloop.curate.checks import ValidateOptions, ValidationReport, load_schema, validate_path
+from tuneloop.curate.checks import (
+    ValidateOptions,
+    ValidationReport,
+    count_lines,
+    load_schema,
+    validate_path,
+)
 from tuneloop.curate.dedup import cap_categories, remove_near_copies, remove_near_duplicates
 from tuneloop.curate.forget import DatasetPurge, purge_examples
 from tuneloop.curate.pii import Redactor, redact_path, redactor_from_config
@@ -41,6 +47,7 @@ __all__ = [
     "build_dataset",
     "cap_categories",
     "count_candidates",
+    "count_lines",
     "diff_refs",
     "export_version",
     "latest_dataset",

@@ -16,34 +16,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, insert, make_url, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from tuneloop.config import Config
 from tuneloop.curate.card import CARD_JSON, CARD_MD, card_data, render_card
-from tuneloop.curate.dedup import cap_categories, remove_near_duplicates
 from tuneloop.curate.export import (
     EVAL_FILE,
     IDS_FILE,
     PAIR_FILES,
     SPLIT_FILES,
     TRAIN_FILE,
+    SplitWriter,
+    StatsCollector,
     content_hash,
-    dataset_stats,
     write_manifest,
-    write_pair_files,
-    write_split_files,
 )
 from tuneloop.curate.pii import redaction_step, redactor_from_config
-from tuneloop.curate.select import Selection, Transform, select_examples
-from tuneloop.curate.split import split_examples
+from tuneloop.curate.select import CANDIDATES, Selection, Transform, iter_selected
+from tuneloop.curate.spool import Spool, decide, spooled_examples
 from tuneloop.errors import InputError, StoreError
 from tuneloop.store import Dataset, DatasetExample, Store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FORMAT = "openai-chat-jsonl"
 OPENAI_COUNT_MODEL = "gpt-4o-mini"
+INSERT_BATCH = 5000
 
 
 def build_dataset(
@@ -71,100 +70,95 @@ def build_dataset(
     steps = list(transforms)
     if curate.redact_pii:
         steps.insert(0, redaction_step(redactor_from_config(curate), redactions))
-    selection = select_examples(store, curate, task=task, transforms=steps, progress=progress)
-    invalid = {r: n for r, n in selection.drop_reasons.items() if r.startswith("invalid: ")}
-    if curate.strict and invalid:
-        raise InputError(
-            f"{sum(invalid.values())} invalid example(s) for task {task!r}, nothing built "
-            f"(curate.strict): " + "; ".join(f"{r.removeprefix('invalid: ')} ({n})"
-                                              for r, n in sorted(invalid.items()))
-        )  # fmt: skip
-    examples = selection.examples
-    near = None
-    if curate.near_duplicates and len(examples) > 1:
-        near = remove_near_duplicates(
-            examples, threshold=curate.near_dup_threshold, permutations=curate.near_dup_permutations
-        )
-        examples = near.kept
-        if near.dropped:
-            selection.drop_reasons["near_duplicate"] += near.dropped
-    examples, capped = cap_categories(
-        examples, max_per_category=curate.max_per_category, balance=curate.balance_categories
-    )
-    if capped:
-        selection.drop_reasons["category_cap"] += sum(capped.values())
-    selection.examples = examples
-    if not examples:
-        raise InputError(_empty_message(task, selection))
-    train, held_out = split_examples(
-        examples,
-        eval_fraction=curate.eval_fraction,
-        seed=curate.split_seed,
-        split_group=curate.split_group,
-        stratify=curate.stratify_by_category,
-    )
+    drops: Counter[str] = Counter()
     params = {
         "task": task,
         **curate.model_dump(mode="json"),
         "transforms": [getattr(t, "__name__", repr(t)) for t in steps],
     }
-    extra_stats = {
-        "redactions": {"enabled": curate.redact_pii, "counts": dict(sorted(redactions.items()))},
-        "duplicates": {
-            "exact": selection.drop_reasons.get("duplicate", 0),
-            "near": near.dropped if near else 0,
-            "threshold": curate.near_dup_threshold if curate.near_duplicates else None,
-            "largest_cluster": near.largest_cluster if near else 1,
-        },
-        "category_caps": dict(sorted(capped.items())),
-        "preference_pairs": {
-            "train": sum(1 for e in train if e.rejected),
-            "eval": sum(1 for e in held_out if e.rejected),
-        },
-    }
     root = config.artifacts_dir / "datasets" / name
     staging = root / f".staging-{uuid.uuid4().hex}"
+    spool = Spool(staging / ".spool")
     try:
-        digest = write_split_files(staging, train, held_out)
-        write_pair_files(staging, train, held_out)
+        spool.add_all(
+            iter_selected(
+                store, curate, task=task, drops=drops, transforms=steps, progress=progress
+            )
+        )
+        candidates = drops.pop(CANDIDATES)
+        distinct = spool.count()
+        if spool.added > distinct:
+            drops["duplicate"] += spool.added - distinct
+        invalid = {r: n for r, n in drops.items() if r.startswith("invalid: ")}
+        if curate.strict and invalid:
+            raise InputError(
+                f"{sum(invalid.values())} invalid example(s) for task {task!r}, nothing built "
+                f"(curate.strict): " + "; ".join(f"{r.removeprefix('invalid: ')} ({n})"
+                                                  for r, n in sorted(invalid.items()))
+            )  # fmt: skip
+        decisions = decide(
+            spool,
+            near=curate.near_duplicates and distinct > 1,
+            threshold=curate.near_dup_threshold,
+            permutations=curate.near_dup_permutations,
+            max_per_category=curate.max_per_category,
+            balance=curate.balance_categories,
+            eval_fraction=curate.eval_fraction,
+            seed=curate.split_seed,
+            split_group=curate.split_group,
+            stratify=curate.stratify_by_category,
+        )
+        if decisions.near_dropped:
+            drops["near_duplicate"] += decisions.near_dropped
+        if decisions.capped:
+            drops["category_cap"] += sum(decisions.capped.values())
+        if not decisions.kept.any():
+            raise InputError(_empty_message(task, Selection([], candidates, drops)))
+        writer = SplitWriter(staging)
+        collector = StatsCollector(
+            tokenizer=tokenizer,
+            # Without a tokenizer, OpenAI's own encoding counts when tiktoken has it cached.
+            model=None if tokenizer is not None else OPENAI_COUNT_MODEL,
+        )
+        try:
+            for split, example in spooled_examples(spool, decisions):
+                writer.add(split, example)
+                collector.add(split, example)
+        finally:
+            writer.close()
+        spool.close()
+        digest = writer.finish()
         stats = {
-            "train_examples": len(train),
-            "eval_examples": len(held_out),
-            "candidates": selection.candidates,
-            "dropped": selection.dropped,
-            "drop_reasons": dict(sorted(selection.drop_reasons.items())),
-            **dataset_stats(
-                train,
-                held_out,
-                tokenizer=tokenizer,
-                epochs=config.train.epochs,
-                max_length=config.train.max_length,
-                # Without a tokenizer, OpenAI's own encoding counts when tiktoken has it cached.
-                model=None if tokenizer is not None else OPENAI_COUNT_MODEL,
-            ),
-            **extra_stats,
+            "train_examples": writer.counts["train"],
+            "eval_examples": writer.counts["eval"],
+            "candidates": candidates,
+            "dropped": sum(drops.values()),
+            "drop_reasons": dict(sorted(drops.items())),
+            **collector.result(epochs=config.train.epochs, max_length=config.train.max_length),
+            "redactions": {
+                "enabled": curate.redact_pii,
+                "counts": dict(sorted(redactions.items())),
+            },
+            "duplicates": {
+                "exact": drops.get("duplicate", 0),
+                "near": decisions.near_dropped,
+                "threshold": curate.near_dup_threshold if curate.near_duplicates else None,
+                "largest_cluster": decisions.largest_cluster,
+            },
+            "category_caps": dict(sorted(decisions.capped.items())),
+            "preference_pairs": dict(writer.pairs),
         }
-        latest = latest_dataset(store, name, workspace=config.workspace)
+        latest = latest_dataset(store, name, workspace=config.workspace, with_examples=False)
         if latest is not None and latest.content_hash == digest:
+            writer.discard_ids()
             _restore_if_missing(latest, staging, params, stats)
             return latest
         dataset = _insert_version(
-            store,
-            name,
-            task,
-            root,
-            staging,
-            digest,
-            params,
-            stats,
-            {
-                "train": [e.interaction_id for e in train],
-                "eval": [e.interaction_id for e in held_out],
-            },
-            config.workspace,
+            store, name, task, root, staging, digest, params, stats, writer, config.workspace
         )
         return _absolute(dataset, config.workspace)
     finally:
+        spool.close()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -178,7 +172,7 @@ def _insert_version(
     digest: str,
     params: dict[str, Any],
     stats: dict[str, Any],
-    ids: dict[str, list[str]],
+    writer: SplitWriter,
     workspace: Path,
 ) -> Dataset:
     try:
@@ -195,14 +189,21 @@ def _insert_version(
                 path=stored_path(final, workspace),
                 params=params,
                 stats=stats,
-                examples=[
-                    DatasetExample(interaction_id=interaction_id, split=split)
-                    for split, split_ids in ids.items()
-                    for interaction_id in split_ids
-                ],
             )
             session.add(dataset)
             session.flush()  # a concurrent build of the same version fails here, before any move
+            for split in SPLIT_FILES:  # membership rows in batches, never all at once
+                batch: list[dict[str, Any]] = []
+                for interaction_id in writer.ids(split):
+                    batch.append(
+                        {"dataset_id": dataset.id, "interaction_id": interaction_id, "split": split}
+                    )
+                    if len(batch) >= INSERT_BATCH:
+                        session.execute(insert(DatasetExample), batch)
+                        batch = []
+                if batch:
+                    session.execute(insert(DatasetExample), batch)
+            writer.discard_ids()
             if final.exists():  # left by a store that was reset; the store is the source of truth
                 shutil.rmtree(final)
             staging.rename(final)
@@ -298,20 +299,20 @@ def _absolute(dataset: Dataset, workspace: Path | None) -> Dataset:
     return dataset
 
 
-def latest_dataset(store: Store, name: str, *, workspace: Path | None = None) -> Dataset | None:
-    """The newest version of ``name``, with its examples loaded.
+def latest_dataset(
+    store: Store, name: str, *, workspace: Path | None = None, with_examples: bool = True
+) -> Dataset | None:
+    """The newest version of ``name``, with its examples loaded (unless ``with_examples`` is
+    off: a million membership rows are not worth loading to compare a hash).
 
     ``workspace`` resolves the stored relative folder; without it, a SQLite store's own folder
     is taken as the workspace (the default layout).
     """
+    query = select(Dataset).where(Dataset.name == name).order_by(Dataset.version.desc()).limit(1)
+    if with_examples:
+        query = query.options(selectinload(Dataset.examples))
     with store.session() as session:
-        dataset = session.scalar(
-            select(Dataset)
-            .where(Dataset.name == name)
-            .order_by(Dataset.version.desc())
-            .limit(1)
-            .options(selectinload(Dataset.examples))
-        )
+        dataset = session.scalar(query)
     if dataset is None:
         return None
     return _absolute(dataset, workspace or _store_workspace(store))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,31 @@ class ValidationReport:
         }
 
 
-def validate_path(path: str | Path, options: ValidateOptions | None = None) -> ValidationReport:
-    """Check every entry of a file or folder; never raises for a bad entry, only for a bad path."""
+PROGRESS_EVERY = 1000
+
+
+def count_lines(path: str | Path) -> int | None:
+    """The lines of the JSONL files under ``path`` (a progress bar's total), or None when any
+    file is of another kind (its entry count is unknown until read)."""
+    total = 0
+    for source in data_files(Path(path)):
+        if not source.is_file() or source.suffix.lower() != ".jsonl":
+            return None
+        with source.open("rb") as handle:
+            total += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return total
+
+
+def validate_path(
+    path: str | Path,
+    options: ValidateOptions | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ValidationReport:
+    """Check every entry of a file or folder; never raises for a bad entry, only for a bad path.
+
+    ``progress`` is called with the number of entries checked so far, every thousand.
+    """
     options = options or ValidateOptions()
     path = Path(path)
     counter = TokenCounter(options.tokenizer, model=options.model)
@@ -133,6 +157,8 @@ def validate_path(path: str | Path, options: ValidateOptions | None = None) -> V
             for entry in iter_entries(source, fmt=options.fmt, template=options.template):
                 findings = check_entry(entry, options, counter, limit)
                 report.entries += 1
+                if progress is not None and report.entries % PROGRESS_EVERY == 0:
+                    progress(report.entries)
                 if entry.format:
                     report.formats[entry.format] += 1
                 if any(f.severity == "error" for f in findings):
@@ -142,6 +168,8 @@ def validate_path(path: str | Path, options: ValidateOptions | None = None) -> V
             report.findings.append(Finding(str(source), 1, "mixed_formats", str(exc)))
         except InputError as exc:
             report.findings.append(Finding(str(source), 1, "unreadable", str(exc)))
+    if progress is not None:
+        progress(report.entries)
     return report
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,80 @@ def jsonl_line(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+class SplitWriter:
+    """Writes a version's files one example at a time, in the order given (a streamed build).
+
+    The bytes are those of :func:`write_split_files`: sorted keys, one line per example, and the
+    interaction ids file as ``json.dumps(ids, indent=1)`` writes it, without holding the ids.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.counts = {"train": 0, "eval": 0}
+        self.pairs = {"train": 0, "eval": 0}
+        self._files = {
+            split: (directory / name).open("w", encoding="utf-8", newline="\n")
+            for split, name in SPLIT_FILES.items()
+        }
+        self._pair_files = {
+            split: (directory / name).open("w", encoding="utf-8", newline="\n")
+            for split, name in PAIR_FILES.items()
+        }
+        self._ids = {
+            split: (directory / f".ids-{split}").open("w", encoding="utf-8", newline="\n")
+            for split in SPLIT_FILES
+        }
+
+    def add(self, split: str, example: Example) -> None:
+        self._files[split].write(jsonl_line(example.record()))
+        self._ids[split].write(json.dumps(example.interaction_id) + "\n")
+        self.counts[split] += 1
+        if example.rejected:
+            self._pair_files[split].write(jsonl_line(pair_record(example)))
+            self.pairs[split] += 1
+
+    def close(self) -> None:
+        for handle in (*self._files.values(), *self._pair_files.values(), *self._ids.values()):
+            handle.close()
+
+    def ids(self, split: str) -> Iterator[str]:
+        """The interaction ids written to ``split``, in file order."""
+        with (self.directory / f".ids-{split}").open(encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+    def finish(self) -> str:
+        """Close the files, write the ids file and return the content hash."""
+        self.close()
+        with (self.directory / IDS_FILE).open("w", encoding="utf-8", newline="\n") as out:
+            out.write("{")
+            for number, split in enumerate(SPLIT_FILES):
+                out.write(("," if number else "") + f"\n {json.dumps(split)}: [")
+                with (self.directory / f".ids-{split}").open(encoding="utf-8") as ids:
+                    for index, line in enumerate(ids):
+                        out.write(("," if index else "") + "\n  " + line.rstrip("\n"))
+                out.write("\n ]" if self.counts[split] else "]")
+            out.write("\n}\n")
+        return content_hash(self.directory)
+
+    def discard_ids(self) -> None:
+        for split in SPLIT_FILES:
+            (self.directory / f".ids-{split}").unlink(missing_ok=True)
+
+
 def write_split_files(
     directory: Path, train: Sequence[Example], held_out: Sequence[Example]
 ) -> str:
-    """Write ``train.jsonl``, ``eval.jsonl`` and the interaction ids; return the content hash."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``train.jsonl``, ``eval.jsonl``, the pairs and the interaction ids; return the
+    content hash."""
+    writer = SplitWriter(directory)
     for split, examples in (("train", train), ("eval", held_out)):
-        text = "".join(jsonl_line(example.record()) for example in examples)
-        (directory / SPLIT_FILES[split]).write_text(text, encoding="utf-8", newline="\n")
-    ids = {"train": [e.interaction_id for e in train], "eval": [e.interaction_id for e in held_out]}
-    (directory / IDS_FILE).write_text(json.dumps(ids, indent=1) + "\n", encoding="utf-8")
-    return content_hash(directory)
+        for example in examples:
+            writer.add(split, example)
+    digest = writer.finish()
+    writer.discard_ids()
+    return digest
 
 
 def pair_record(example: Example) -> dict[str, Any]:
@@ -54,20 +118,14 @@ def pair_record(example: Example) -> dict[str, Any]:
     }
 
 
-def write_pair_files(
-    directory: Path, train: Sequence[Example], held_out: Sequence[Example]
-) -> None:
-    for split, examples in (("train", train), ("eval", held_out)):
-        text = "".join(jsonl_line(pair_record(e)) for e in examples if e.rejected)
-        (directory / PAIR_FILES[split]).write_text(text, encoding="utf-8", newline="\n")
-
-
 def content_hash(directory: Path) -> str:
     """sha256 over the train and eval bytes (with file names, so a line moving splits counts)."""
     digest = hashlib.sha256()
     for name in (TRAIN_FILE, EVAL_FILE):
         digest.update(name.encode() + b"\x00")
-        digest.update((directory / name).read_bytes())
+        with (directory / name).open("rb") as handle:  # in chunks: a split can be gigabytes
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
         digest.update(b"\x00")
     return digest.hexdigest()
 
@@ -75,6 +133,60 @@ def content_hash(directory: Path) -> str:
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     (directory / MANIFEST_FILE).write_text(text, encoding="utf-8", newline="\n")
+
+
+class StatsCollector:
+    """Counts, token stats and coverage of a version, gathered one example at a time."""
+
+    def __init__(self, *, tokenizer: Any = None, model: str | None = None) -> None:
+        self.counter = TokenCounter(tokenizer, model=model)
+        self.tokens: dict[str, array[int]] = {"train": array("q"), "eval": array("q")}
+        self.categories: dict[str, Counter[str]] = {"train": Counter(), "eval": Counter()}
+        self.intents: dict[str, Counter[str]] = {"train": Counter(), "eval": Counter()}
+        self.sources: Counter[str] = Counter()
+
+    def add(self, split: str, example: Example) -> None:
+        self.tokens[split].append(self.counter.count_example(example.messages))
+        self.categories[split][example.category] += 1
+        self.intents[split][_intent(example)] += 1
+        self.sources[example.source] += 1
+
+    def result(self, *, epochs: int = 3, max_length: int | None = None) -> dict[str, Any]:
+        """Counts, token stats and histogram, coverage by category, intent and source, and a
+        training cost estimate per provider (at ``epochs``, and at OpenAI's default epochs)."""
+        tokens = self.tokens
+        token_stats: dict[str, Any] = {
+            split: _summary(list(values)) for split, values in tokens.items()
+        }
+        token_stats["method"] = self.counter.method
+        token_stats["estimated"] = self.counter.estimated
+        token_stats["histogram"] = token_histogram([*tokens["train"], *tokens["eval"]])
+        if max_length is not None:
+            token_stats["max_length"] = max_length
+            token_stats["over_max_length"] = sum(
+                1 for values in tokens.values() for value in values if value > max_length
+            )
+        training_tokens = sum(tokens["train"])
+        train, held_out = len(tokens["train"]), len(tokens["eval"])
+        return {
+            "counts": {"train": train, "eval": held_out, "total": train + held_out},
+            "tokens": token_stats,
+            "coverage": {split: dict(sorted(c.items())) for split, c in self.categories.items()},
+            "coverage_by_intent": {
+                split: dict(sorted(c.items())) for split, c in self.intents.items()
+            },
+            "sources": dict(sorted(self.sources.items())),
+            "cost_estimate": {
+                "training_tokens": training_tokens,
+                "epochs": epochs,
+                "estimated_tokens": self.counter.estimated,
+                "usd": estimate_training_cost(training_tokens, epochs),
+                "openai_default_epochs": openai_default_epochs(train),
+                "usd_openai_default_epochs": estimate_training_cost(
+                    training_tokens, openai_default_epochs(train)
+                ),
+            },
+        }
 
 
 def dataset_stats(
@@ -86,46 +198,12 @@ def dataset_stats(
     max_length: int | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Counts, token stats and histogram, coverage by category, intent and source, and a
-    training cost estimate per provider (at ``epochs``, and at OpenAI's default epochs)."""
-    counter = TokenCounter(tokenizer, model=model)
-    tokens = {
-        "train": [counter.count_example(e.messages) for e in train],
-        "eval": [counter.count_example(e.messages) for e in held_out],
-    }
-    token_stats: dict[str, Any] = {split: _summary(values) for split, values in tokens.items()}
-    token_stats["method"] = counter.method
-    token_stats["estimated"] = counter.estimated
-    token_stats["histogram"] = token_histogram([*tokens["train"], *tokens["eval"]])
-    if max_length is not None:
-        token_stats["max_length"] = max_length
-        token_stats["over_max_length"] = sum(
-            1 for values in tokens.values() for value in values if value > max_length
-        )
-    training_tokens = sum(tokens["train"])
-    return {
-        "counts": {"train": len(train), "eval": len(held_out), "total": len(train) + len(held_out)},
-        "tokens": token_stats,
-        "coverage": {
-            "train": _counts(e.category for e in train),
-            "eval": _counts(e.category for e in held_out),
-        },
-        "coverage_by_intent": {
-            "train": _counts(_intent(e) for e in train),
-            "eval": _counts(_intent(e) for e in held_out),
-        },
-        "sources": _counts(e.source for e in (*train, *held_out)),
-        "cost_estimate": {
-            "training_tokens": training_tokens,
-            "epochs": epochs,
-            "estimated_tokens": counter.estimated,
-            "usd": estimate_training_cost(training_tokens, epochs),
-            "openai_default_epochs": openai_default_epochs(len(train)),
-            "usd_openai_default_epochs": estimate_training_cost(
-                training_tokens, openai_default_epochs(len(train))
-            ),
-        },
-    }
+    """:class:`StatsCollector`'s result for two lists of examples."""
+    collector = StatsCollector(tokenizer=tokenizer, model=model)
+    for split, examples in (("train", train), ("eval", held_out)):
+        for example in examples:
+            collector.add(split, example)
+    return collector.result(epochs=epochs, max_length=max_length)
 
 
 def _intent(example: Example) -> str:
@@ -158,7 +236,3 @@ def _summary(values: list[int]) -> dict[str, float | int]:
         "max": ordered[-1],
         "p95": p95,
     }
-
-
-def _counts(values: Any) -> dict[str, int]:
-    return dict(sorted(Counter(values).items()))

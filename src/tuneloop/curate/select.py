@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, null, or_, select, true
 
 from tuneloop.config import CurateConfig
 from tuneloop.curate.validate import validate_example
@@ -138,10 +138,52 @@ def select_examples(
     """
     drops: Counter[str] = Counter()
     kept: dict[str, Example] = {}
-    candidates = 0
+    for example in iter_selected(
+        store, config, task=task, drops=drops, transforms=transforms, progress=progress
+    ):
+        key = example.key
+        if key in kept:
+            drops["duplicate"] += 1
+            if _reward(example) > _reward(kept[key]):  # keep the best-rewarded copy
+                kept[key] = example
+            continue
+        kept[key] = example
+    examples = [kept[key] for key in sorted(kept)]
+    candidates = drops.pop(CANDIDATES)
+    return Selection(examples=examples, candidates=candidates, drop_reasons=drops)
+
+
+CANDIDATES = "\x00candidates"  # a key of the drop counter that counts every candidate
+
+
+def iter_selected(
+    store: Store,
+    config: CurateConfig,
+    *,
+    task: str,
+    drops: Counter[str],
+    transforms: Sequence[Transform] = (),
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Example]:
+    """The task's examples that pass the filters, transforms and validation, in capture order
+    (exact duplicates included); counts drops in ``drops`` and all candidates under
+    ``CANDIDATES``.
+
+    The reward, quality and rating filters run in SQL: one grouped count of what they drop,
+    then a batched query of only what they keep.
+    """
+    reason = _sql_filter_reason(config)
+    scope = Interaction.task == task
+    with store.session() as session:
+        for name, count in session.execute(
+            select(reason, func.count()).where(scope, reason.is_not(None)).group_by(reason)
+        ):
+            drops[name] += count
+    candidates = sum(drops.values())
+    drops[CANDIDATES] += 0
     query = (
         select(*STREAM_COLUMNS)
-        .where(Interaction.task == task)
+        .where(scope, reason.is_(None))
         .order_by(Interaction.created_at, Interaction.id)
         .execution_options(yield_per=STREAM_BATCH)
     )
@@ -150,9 +192,9 @@ def select_examples(
             candidates += 1
             if progress is not None and candidates % STREAM_BATCH == 0:
                 progress(candidates)
-            reason = filter_reason(row, config)
-            if reason:
-                drops[reason] += 1
+            why = filter_reason(row, config)  # what SQL cannot tell (a blank correction)
+            if why:
+                drops[why] += 1
                 continue
             example = _apply(transforms, example_from_interaction(row), drops)
             if example is None:
@@ -161,17 +203,27 @@ def select_examples(
             if problems:
                 drops[f"invalid: {problems[0]}"] += 1
                 continue
-            key = example.key
-            if key in kept:
-                drops["duplicate"] += 1
-                if _reward(example) > _reward(kept[key]):  # keep the best-rewarded copy
-                    kept[key] = example
-                continue
-            kept[key] = example
+            yield example
+    drops[CANDIDATES] = candidates
     if progress is not None:
         progress(candidates)
-    examples = [kept[key] for key in sorted(kept)]
-    return Selection(examples=examples, candidates=candidates, drop_reasons=drops)
+
+
+def _sql_filter_reason(config: CurateConfig) -> Any:
+    """``filter_reason``'s rating, reward and quality rules as a SQL expression (NULL: kept)."""
+    rules: list[tuple[Any, str]] = []
+    if not config.keep_unrated:
+        rules.append(
+            (and_(Interaction.reward.is_(None), Interaction.source != "synthetic"), "unrated")
+        )
+    rules.append((Interaction.reward < config.min_reward, "low_reward"))
+    rules.append(
+        (
+            and_(Interaction.reward.is_not(None), Interaction.quality < config.min_quality),
+            "low_quality",
+        )
+    )
+    return case(*rules, else_=null())
 
 
 def _reward(example: Example) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from tuneloop.config import Config
 from tuneloop.curate.build import load_pairs, load_split, resolve_dataset
 from tuneloop.curate.card import CARD_JSON, card_data, diff_versions, render_card
+from tuneloop.curate.checks import PROGRESS_EVERY
 from tuneloop.curate.pii import ExampleState, Redactor, redactor_from_config
 from tuneloop.errors import InputError
 from tuneloop.formats import EXPORT_FORMATS, Record, write_splits
@@ -98,23 +100,41 @@ def export_version(
     *,
     redact: bool = True,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
-    """Write version ``ref`` as ``fmt`` under ``out`` (one file per split; hf: one folder)."""
+    """Write version ``ref`` as ``fmt`` under ``out`` (one file per split; hf: one folder).
+
+    ``progress`` is called with ``(examples done, examples in the version)`` as records are
+    read and redacted, every thousand.
+    """
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     dataset = resolve_dataset(store, ref, workspace=config.workspace)
     redactor = redactor_from_config(config.curate) if redact else None
     report = ExportReport(dataset.label, fmt, redacted=redact)
     splits: dict[str, list[Record]] = {}
+    counts = dataset.stats.get("counts", {}) if isinstance(dataset.stats, dict) else {}
+    total = int(counts.get("total", 0))
+    done = 0
     for split in ("train", "eval"):
         if fmt == "dpo":
             records = _pair_records(dataset, split)
         else:
             records = [Record(messages=line["messages"]) for line in load_split(dataset, split)]
         if redactor is not None:
-            records = [_redact(redactor, record, report.redactions) for record in records]
+            redacted = []
+            for record in records:
+                redacted.append(_redact(redactor, record, report.redactions))
+                done += 1
+                if progress is not None and done % PROGRESS_EVERY == 0:
+                    progress(done, max(total, done))
+            records = redacted
+        else:
+            done += len(records)
         splits[split] = records
         report.examples[split] = len(records)
+    if progress is not None:
+        progress(done, max(total, done))
     if fmt == "dpo" and not any(splits.values()):
         raise InputError(
             f"dataset {dataset.label} has no preference pairs (they come from corrected "
