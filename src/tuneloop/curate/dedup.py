@@ -27,7 +27,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,9 +40,6 @@ _SEED = 1
 _FOLD = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 
 _PAD = (0,) * SHINGLE_WORDS
-
-if TYPE_CHECKING:
-    from datasketch import MinHash
 
 E = TypeVar("E", bound=Example)
 
@@ -204,66 +201,6 @@ def near_duplicates(
     return verdict
 
 
-class NearDuplicateIndex:
-    """Kept prompt signatures in datasketch's MinHash LSH, for ``remove_near_copies``.
-
-    ``near`` names the kept examples whose prompt and answer are both within the threshold of a
-    candidate's; answer signatures are asked for only then (``answer_of`` for a kept one), so a
-    caller can make them on demand or keep them compactly.
-    """
-
-    def __init__(self, threshold: float, permutations: int = 64) -> None:
-        from datasketch import MinHash, MinHashLSH
-
-        self.threshold = threshold
-        self.permutations = permutations
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=permutations)
-        template = MinHash(num_perm=permutations)
-        self._seeds, self._scheme = template.permutations, template.scheme  # made once
-        self.prompts: dict[str, MinHash] = {}  # kept id -> prompt signature
-
-    def signature(self, parts: set[bytes]) -> MinHash:
-        from datasketch import MinHash
-
-        signature = MinHash(
-            num_perm=self.permutations, permutations=self._seeds, scheme=self._scheme
-        )
-        signature.update_batch(list(parts))
-        return signature
-
-    def restore(self, hashvalues: Any) -> MinHash:
-        """A signature from its bare hash values (what a streamed pass keeps per example)."""
-        from datasketch import MinHash
-
-        return MinHash(
-            num_perm=self.permutations,
-            hashvalues=hashvalues,
-            permutations=self._seeds,
-            scheme=self._scheme,
-        )
-
-    def near(
-        self,
-        prompt: MinHash,
-        answer: Callable[[], MinHash],
-        answer_of: Callable[[str], MinHash],
-    ) -> list[str]:
-        return [
-            other
-            for other in self.lsh.query(prompt)
-            if prompt.jaccard(self.prompts[other]) >= self.threshold
-            and answer().jaccard(answer_of(other)) >= self.threshold
-        ]
-
-    def keep(self, key: str, prompt: MinHash) -> bool:
-        """Index a kept example; False when that id is indexed already (nothing new)."""
-        if key in self.prompts:
-            return False
-        self.lsh.insert(key, prompt)
-        self.prompts[key] = prompt
-        return True
-
-
 def remove_near_copies(
     candidates: Sequence[Example],
     existing: Iterable[Example],
@@ -274,56 +211,75 @@ def remove_near_copies(
     """``candidates`` less near-duplicates of each other and of ``existing``, which is streamed.
 
     The decisions are those of ``remove_near_duplicates`` over ``existing`` (ranked above every
-    candidate) and ``candidates`` together, but of each existing example only its content key and
-    two signatures' hash values (2 × ``permutations`` × 4 bytes) are held, never its text.
+    candidate, by content key) and ``candidates`` together, but of each existing example only its
+    content key and two signatures (2 × ``permutations`` × 4 bytes) are held, never its text.
     """
-    index = NearDuplicateIndex(threshold, permutations)
-    streamed = []
+    hasher = MinHasher(permutations)
+    keys: list[bytes] = []
+    prompt_parts: list[np.ndarray] = []
+    answer_parts: list[np.ndarray] = []
+    prompts_batch: list[list[str]] = []
+    answers_batch: list[list[str]] = []
+
+    def flush() -> None:
+        if prompts_batch:
+            prompt_parts.append(hasher.signatures(prompts_batch))
+            answer_parts.append(hasher.signatures(answers_batch))
+            prompts_batch.clear()
+            answers_batch.clear()
+
     for example in existing:
-        streamed.append(
-            (
-                bytes.fromhex(example.key),
-                index.signature(shingles(example)).hashvalues,
-                index.signature(answer_shingles(example)).hashvalues,
-            )
-        )
-    streamed.sort(key=lambda row: row[0])
-    answers: dict[str, MinHash] = {}  # kept id -> answer signature
-
-    for number, (_, prompt_values, answer_values) in enumerate(streamed):
-        prompt, answer = index.restore(prompt_values), index.restore(answer_values)
-        key = f"existing:{number}"
-        if not index.near(prompt, lambda: answer, answers.__getitem__):  # noqa: B023
-            index.keep(key, prompt)
-            answers[key] = answer
-    del streamed
-
-    order = sorted(
-        range(len(candidates)), key=lambda i: (-_reward(candidates[i]), candidates[i].key)
+        keys.append(bytes.fromhex(example.key))
+        prompts_batch.append(prompt_words(example))
+        answers_batch.append(answer_words(example))
+        if len(prompts_batch) >= 2000:
+            flush()
+    flush()
+    empty = np.zeros((0, permutations), dtype=np.uint32)
+    by_key = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+    stored_prompts = np.concatenate(prompt_parts)[by_key] if prompt_parts else empty
+    stored_answers = np.concatenate(answer_parts)[by_key] if answer_parts else empty
+    stored = len(by_key)
+    order: list[int] = []
+    seen: set[str] = set()
+    for index in sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i])):
+        if candidates[index].interaction_id not in seen:
+            seen.add(candidates[index].interaction_id)
+            order.append(index)
+    prompts = np.concatenate(
+        [stored_prompts, hasher.signatures([prompt_words(candidates[i]) for i in order])]
     )
-    keep = [False] * len(candidates)
+
+    def answers_of(positions: list[int]) -> np.ndarray:
+        made = hasher.signatures(
+            [answer_words(candidates[order[p - stored]]) for p in positions if p >= stored]
+        )
+        rows, fresh = [], iter(made)
+        for position in positions:
+            rows.append(stored_answers[position] if position < stored else next(fresh))
+        return np.array(rows, dtype=np.uint32).reshape(len(positions), permutations)
+
+    verdict = near_duplicates(
+        band_keys(prompts, *lsh_shape(threshold, permutations)),
+        lambda position: prompts[position],
+        answers_of,
+        threshold=threshold,
+    )
     clusters: dict[str, list[str]] = defaultdict(list)
-    dropped = 0
-    for position in order:
-        example = candidates[position]
-        prompt = index.signature(shingles(example))
-        made: list[MinHash] = []
-
-        def answer_now(example: Example = example, made: list[MinHash] = made) -> MinHash:
-            if not made:
-                made.append(index.signature(answer_shingles(example)))
-            return made[0]
-
-        near = index.near(prompt, answer_now, answers.__getitem__)
-        if near:
-            dropped += 1
-            clusters[min(near)].append(example.interaction_id)
+    keep: set[int] = set()
+    for offset, index in enumerate(order):
+        kept_by = int(verdict[stored + offset])
+        if kept_by < 0:
+            keep.add(index)
             continue
-        if index.keep(example.interaction_id, prompt):
-            answers[example.interaction_id] = answer_now()
-            keep[position] = True
-    kept = [example for example, flag in zip(candidates, keep, strict=True) if flag]
-    return DedupResult(kept, dropped, dict(clusters))
+        name = (
+            f"existing:{kept_by}"
+            if kept_by < stored
+            else candidates[order[kept_by - stored]].interaction_id
+        )
+        clusters[name].append(candidates[index].interaction_id)
+    kept = [example for index, example in enumerate(candidates) if index in keep]
+    return DedupResult(kept, sum(len(ids) for ids in clusters.values()), dict(clusters))
 
 
 def rank_key(example: Example) -> tuple[float, str]:
