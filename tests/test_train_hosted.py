@@ -131,6 +131,19 @@ def test_the_job_state_machine_refuses_a_finished_job_starting_again(tmp_path: P
     store.close()
 
 
+def test_a_poll_that_read_the_provider_late_does_not_move_the_job_back(tmp_path: Path) -> None:
+    """Two watchers: one saw "queued" before the other recorded "running"; the row stays."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    job_id = create_job(store, kind="train", task="t", backend="openai")
+    update_job(store, job_id, status=JobStatus.RUNNING, provider_status="running")
+    update_job(store, job_id, status=JobStatus.QUEUED, provider_status="queued", behind_ok=True)
+    job, state, _ = get_job(store, job_id)
+    assert (state, job.result["provider_status"]) == (JobStatus.RUNNING, "running")
+    with pytest.raises(InputError, match="is running; it cannot become queued"):
+        update_job(store, job_id, status=JobStatus.QUEUED)  # without behind_ok it is refused
+    store.close()
+
+
 # -- OpenAI --------------------------------------------------------------------------------------
 
 

@@ -436,16 +436,20 @@ def update_job(
     ``provider_event_id`` already stored for this job are skipped, so polling the same
     provider log twice (or from two processes) stores each event once. A move the state
     machine does not allow (a finished job starting again) is an :class:`InputError`, unless
-    ``behind_ok``: a poll that saw an older state than another process already recorded (it
-    registered the job meanwhile) then leaves the newer status as it is.
+    ``behind_ok``: a poll that saw an older state than another process already recorded (queued
+    after running, or anything after a final state) then leaves the newer status as it is.
     """
     with store.session() as session:
         job = lock_job(session, job_id)
         before = JobStatus(job.status)
         now = utcnow()
+        behind = False
         if status is not None and status != before:
             if not can_move(before, status):
-                if not (behind_ok and before in FINAL):
+                # A poll that read the provider before another process recorded a later state
+                # (queued after running, anything after a final state) is behind, not an error.
+                behind = behind_ok and (before in FINAL or status == JobStatus.QUEUED)
+                if not behind:
                     raise InputError(f"job {job_id} is {before}; it cannot become {status}")
                 status = before
             job.status = status
@@ -460,7 +464,7 @@ def update_job(
             job.config = config
         if provider_status is not None or result:
             merged = dict(job.result or {})
-            if provider_status is not None:
+            if provider_status is not None and not behind:
                 merged["provider_status"] = provider_status
             merged.update(result or {})
             job.result = merged
