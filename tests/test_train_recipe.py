@@ -345,3 +345,74 @@ def test_adapter_placement_prompt_loss_and_eval_events(tmp_path: Path) -> None:
     assert [event["step"] for event in evals] == list(range(1, result.steps + 1))
     steps = [event for event in events if "lr" in event]
     assert steps and all({"loss", "lr", "tokens_per_s", "eta_s", "rss_mb"} <= set(e) for e in steps)
+
+
+def test_max_minutes_fits_the_steps_and_schedule_to_the_budget(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    budget = {**EXACT, "epochs": 20, "checkpoint_every": 1}
+    cut = finetune(
+        TrainConfig(**budget, max_minutes=1e-4),  # 6 ms: less than the timed steps took
+        TINY_DATA,
+        [],
+        tmp_path / "cut",
+        on_event=lambda e: events.append(dict(e.data)),
+        checkpoint_dir=tmp_path / "checkpoints",
+    )
+    timed_steps = 1 + 3  # a warm-up step, then three timed ones
+    assert cut.steps == timed_steps
+    notes = [e["message"] for e in events if "planned_steps" in e]
+    assert notes == [f"training {timed_steps} of 100 steps to finish within max_minutes=0.0001"]
+    assert len([e for e in events if "lr" in e]) == timed_steps
+
+    # Resumed with another budget, the run keeps the number of steps it chose.
+    from tuneloop.train.recipe import latest_checkpoint
+
+    checkpoint = latest_checkpoint(tmp_path / "checkpoints")
+    assert checkpoint is not None
+    resumed = finetune(
+        TrainConfig(**budget, max_minutes=60),
+        TINY_DATA,
+        [],
+        tmp_path / "resumed",
+        resume_from=checkpoint,
+    )
+    assert resumed.steps == timed_steps
+
+    roomy = finetune(
+        TrainConfig(**{**budget, "epochs": 2, "checkpoint_every": None}, max_minutes=60),
+        TINY_DATA,
+        [],
+        tmp_path / "roomy",
+    )
+    assert roomy.steps == 10
+
+
+def test_a_fitted_budget_keeps_the_steps_that_fit_and_ends_the_schedule_there(
+    tmp_path: Path,
+) -> None:
+    from tuneloop.train.recipe import FinetuneRecipe, _token_slots
+
+    events: list[dict[str, Any]] = []
+    config = TrainConfig(**EXACT, max_minutes=1, checkpoint_every=None)
+    recipe = FinetuneRecipe(
+        config, out_dir=tmp_path / "out", on_event=lambda e: events.append(dict(e.data))
+    )
+    try:
+        recipe.setup(TINY_DATA, [])
+        assert recipe.total_steps == recipe.planned_steps == 10
+        # Pretend a step of typical size took 15 s: 60 s hold about four steps.
+        typical = _token_slots(recipe._epoch_steps(0)[0])
+        recipe._started = time.perf_counter()
+        recipe._fit_to_budget([(15.0, typical)])
+        assert 3 <= recipe.total_steps <= 5 and recipe.budget_fitted
+        recipe.train()
+        assert recipe.step == recipe.total_steps
+    finally:
+        recipe.cleanup()
+    lrs = [e["lr"] for e in events if "lr" in e]
+    assert len(lrs) == len(set(lrs)) > 2 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_max_minutes_is_refused_for_dpo() -> None:
+    with pytest.raises(ValueError, match="max_minutes applies to method = 'lora' or 'full'"):
+        TrainConfig(method="dpo", max_minutes=1)

@@ -74,8 +74,14 @@ def _print_summary(result: dict[str, Any]) -> None:
         f"{dataset['eval']} eval examples"
     )
     if training:
+        steps, planned = training.get("steps"), training.get("planned_steps")
+        cut = (
+            f" of {planned} (the rest did not fit in the demo's time budget)"
+            if planned and steps != planned
+            else ""
+        )
         console.print(
-            f"[bold]train[/bold]    {training.get('steps')} steps, loss "
+            f"[bold]train[/bold]    {steps} steps{cut}, {training.get('epochs')} epochs, loss "
             f"{training.get('train_loss')} (eval {training.get('eval_loss')}), "
             f"{training.get('wall_s')} s"
         )

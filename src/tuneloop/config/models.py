@@ -380,6 +380,13 @@ class TrainConfig(Section):
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="clip the gradient norm to this; empty: no clipping"
     )
+    max_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="wall-clock budget for the training loop: the run times its first steps and "
+        "trains only the steps that fit, with the learning-rate schedule fitted to them; "
+        "empty: all epochs",
+    )
     eval_every: int | None = Field(
         None, ge=1, description="optimizer steps between eval-loss measurements on the eval split"
     )
@@ -412,6 +419,8 @@ class TrainConfig(Section):
         if self.method == "full" and (self.use_4bit or self.modules_to_save):
             key = "use_4bit" if self.use_4bit else "modules_to_save"
             raise ValueError(f"{key} applies to method = 'lora' only (full trains every weight)")
+        if self.method == "dpo" and self.max_minutes is not None:
+            raise ValueError("max_minutes applies to method = 'lora' or 'full', not 'dpo'")
         return self
 
 

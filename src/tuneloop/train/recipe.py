@@ -11,6 +11,10 @@ fine-tuning; a previous version's adapter can be continued. Under ``accelerate l
 recipe trains data-parallel: every process takes its share of each global batch, gradients are
 averaged by DDP, and only the main process writes checkpoints and weights.
 
+``max_minutes`` bounds the loop's wall time: the run times its first steps, keeps the steps
+whose predicted time fits, and fits the learning-rate schedule to them (a resumed run keeps
+that choice).
+
 The loss of an optimizer step is the mean over every target token of its global batch (all
 micro-batches, all processes), so one process with batch 4 and two with batch 2 take the same
 steps.
@@ -46,6 +50,9 @@ from tuneloop.train.memory import available_memory, estimate_memory
 from tuneloop.train.precision import autocast, resolve_precision
 
 LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
+# With ``max_minutes``: steps 2..4 are timed (the first pays for warm-up), then the run keeps the
+# steps whose predicted time fits in what is left of the budget.
+BUDGET_TIMED_STEPS = 3
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "state.pt"
 
@@ -54,7 +61,7 @@ STATE_FILE = "state.pt"
 class TrainResult:
     adapter_dir: Path
     steps: int
-    epochs: int
+    epochs: float  # as trained: fewer than configured when max_minutes cut the run
     train_loss: float
     eval_loss: float | None
     trained_tokens: int
@@ -68,6 +75,7 @@ class TrainResult:
     input_tokens: int = 0
     resumed_from_step: int | None = None
     processes: int = 1
+    planned_steps: int | None = None  # what the configured epochs would have taken
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -85,6 +93,7 @@ class TrainResult:
             "dropped_examples": self.dropped_examples,
             "resumed_from_step": self.resumed_from_step,
             "processes": self.processes,
+            "planned_steps": self.planned_steps,
         }
 
 
@@ -167,6 +176,7 @@ class FinetuneRecipe:
         self.resumed_from_step: int | None = None
         self.dropped = 0
         self.eval_loss: float | None = None
+        self.budget_fitted = False  # with max_minutes: total_steps already fitted to the budget
         self._created = self._started = time.perf_counter()
         self._run_start_step = 0
         self._run_start_tokens = 0
@@ -305,7 +315,8 @@ class FinetuneRecipe:
         self.global_batch = config.batch_size * self.runtime.processes
         batches_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
         self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
-        self.total_steps = self.steps_per_epoch * config.epochs
+        self.planned_steps = self.steps_per_epoch * config.epochs
+        self.total_steps = self.planned_steps  # fewer when max_minutes cuts the run short
 
     def _setup_optimizer(self) -> None:
         import torch
@@ -315,10 +326,12 @@ class FinetuneRecipe:
             lr=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
         )
-        warmup = max(1, int(self.total_steps * self.config.warmup_ratio))
-        total = self.total_steps
+        # Read at every step, so a schedule fitted to a time budget takes effect at once.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: _warmup_cosine(step, warmup, total)
+            self.optimizer,
+            lambda step: _warmup_cosine(
+                step, max(1, int(self.total_steps * self.config.warmup_ratio)), self.total_steps
+            ),
         )
         self.model = self.runtime.prepare(self.model)
 
@@ -329,10 +342,18 @@ class FinetuneRecipe:
         self._started = time.perf_counter()
         self._run_start_step, self._run_start_tokens = self.step, self.trained_tokens
         self.model.train()
-        while self.epoch < config.epochs:
+        timed: list[tuple[float, int]] = []  # (seconds, token slots) of the budget's timed steps
+        while self.epoch < config.epochs and self.step < self.total_steps:
             groups = self._epoch_steps(self.epoch)
-            while self.group_in_epoch < len(groups):
-                loss = self._train_step(groups[self.group_in_epoch])
+            while self.group_in_epoch < len(groups) and self.step < self.total_steps:
+                group = groups[self.group_in_epoch]
+                step_started = time.perf_counter()
+                loss = self._train_step(group)
+                if config.max_minutes is not None and not self.budget_fitted:
+                    if self.step > self._run_start_step:  # the run's first step warms up
+                        timed.append((time.perf_counter() - step_started, _token_slots(group)))
+                    if len(timed) == BUDGET_TIMED_STEPS or self.step + 1 == self.total_steps:
+                        self._fit_to_budget(timed)
                 self.step += 1
                 self.group_in_epoch += 1
                 self.loss_curve.append((self.step, loss))
@@ -341,9 +362,43 @@ class FinetuneRecipe:
                     self._log_eval()
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                     self.save_checkpoint()
-            self.epoch += 1
-            self.group_in_epoch = 0
+            if self.group_in_epoch == len(groups):
+                self.epoch += 1
+                self.group_in_epoch = 0
         self.eval_loss = self._evaluate()
+
+    def _fit_to_budget(self, timed: list[tuple[float, int]]) -> None:
+        """Cut ``total_steps`` to the steps whose predicted time fits in what is left of
+        ``max_minutes``: each step costs its token slots times the seconds per slot measured
+        on the timed steps (averaged over processes, so all of them choose alike)."""
+        assert self.config.max_minutes is not None
+        self.budget_fitted = True
+        seconds = self.runtime.sum(sum(s for s, _ in timed)) / self.runtime.processes
+        per_slot = seconds / max(1, sum(slots for _, slots in timed))
+        left = self.config.max_minutes * 60 - (time.perf_counter() - self._started)
+        steps, predicted = self.step + 1, 0.0  # the step just taken counts
+        epoch, start = self.epoch, self.group_in_epoch + 1
+        while epoch < self.config.epochs and steps < self.total_steps:
+            for group in self._epoch_steps(epoch)[start:]:
+                predicted += _token_slots(group) * per_slot
+                if predicted > left or steps == self.total_steps:
+                    break
+                steps += 1
+            else:
+                epoch, start = epoch + 1, 0
+                continue
+            break
+        if steps < self.total_steps:
+            self._emit(
+                JobEventKind.LOG,
+                {
+                    "message": f"training {steps} of {self.planned_steps} steps to finish "
+                    f"within max_minutes={self.config.max_minutes:g}",
+                    "total_steps": steps,
+                    "planned_steps": self.planned_steps,
+                },
+            )
+            self.total_steps = steps
 
     def _train_step(self, group: list[list[TokenizedExample]]) -> float:
         """One optimizer step; returns the step's mean loss per target token."""
@@ -473,6 +528,8 @@ class FinetuneRecipe:
                 "input_tokens": self.input_tokens,
                 "loss_curve": self.loss_curve,
                 "total_steps": self.total_steps,
+                "planned_steps": self.planned_steps,
+                "budget_fitted": self.budget_fitted,
                 "processes": self.runtime.processes,
             },
         }
@@ -505,11 +562,15 @@ class FinetuneRecipe:
                 f"the checkpoint at {checkpoint} was written by {progress['processes']} "
                 f"process(es); resume it with as many (now {self.runtime.processes})"
             )
-        if progress["total_steps"] != self.total_steps:
+        planned = progress.get("planned_steps", progress["total_steps"])
+        if planned != self.planned_steps:
             raise TrainingError(
-                f"the checkpoint at {checkpoint} belongs to a run of {progress['total_steps']} "
-                f"steps, this one has {self.total_steps}: data or config differ"
+                f"the checkpoint at {checkpoint} belongs to a run of {planned} "
+                f"steps, this one has {self.planned_steps}: data or config differ"
             )
+        # A run cut to a time budget resumes with the steps it chose then, whatever the time.
+        self.total_steps = progress["total_steps"]
+        self.budget_fitted = progress.get("budget_fitted", False)
         model = self.runtime.unwrap(self.model)
         parameters = dict(model.named_parameters())
         with torch.no_grad():
@@ -545,7 +606,7 @@ class FinetuneRecipe:
         result = TrainResult(
             adapter_dir=self.out_dir,
             steps=self.step,
-            epochs=self.config.epochs,
+            epochs=round(self.step / self.steps_per_epoch, 2),
             train_loss=sum(loss for _, loss in recent) / max(1, len(recent)),
             eval_loss=self.eval_loss,
             trained_tokens=self.trained_tokens,
@@ -559,6 +620,7 @@ class FinetuneRecipe:
             input_tokens=self.input_tokens,
             resumed_from_step=self.resumed_from_step,
             processes=self.runtime.processes,
+            planned_steps=self.planned_steps,
         )
         self._emit(
             JobEventKind.LOG,
@@ -728,6 +790,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _token_slots(group: list[list[TokenizedExample]]) -> int:
+    """What one optimizer step computes, in token positions: rows times the longest example,
+    as padding costs (for packed batches a bound, which is what a budget wants)."""
+    return sum(
+        len(batch) * max(len(example.input_ids) for example in batch) for batch in group if batch
+    )
 
 
 def _warmup_cosine(step: int, warmup: int, total: int) -> float:

@@ -8,6 +8,7 @@ poll, register) and owns the job row.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,35 @@ class HostedBackend(Protocol):
 
     def serving(self) -> dict[str, str]:
         """What a provider needs to serve the model as trained here (base URL, key variable)."""
+
+
+class SdkClient:
+    """The provider's official client, made on first use: its package is optional (the
+    ``providers`` extra) and a key is needed only once a job is really sent or read."""
+
+    provider: str
+    CLIENT_RETRIES = 2  # job management is not on a request path: the client retries itself
+
+    def __init__(self, settings: HostedSettings) -> None:
+        self.settings = settings
+        self.base_url, self.key_env = resolve_endpoint(self.provider, settings)
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                sdk = importlib.import_module(self.provider)
+            except ImportError:
+                raise TrainingError(
+                    f"the {self.provider} backend needs the {self.provider} package "
+                    "(pip install 'tuneloop[providers]')"
+                ) from None
+            self._client = self.make_client(sdk, api_key(self.provider, self.key_env))
+        return self._client
+
+    def make_client(self, sdk: Any, key: str) -> Any:
+        """The client object of the imported ``sdk`` module."""
+        raise NotImplementedError
 
 
 def one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -21,11 +21,10 @@ from tuneloop.train.hosted.base import (
     RemoteCheckpoint,
     RemoteEvent,
     RemoteJob,
+    SdkClient,
     UploadPlan,
-    api_key,
     check_with_validator,
     one_line,
-    resolve_endpoint,
 )
 
 # OpenAI's job statuses in ours; its own word is kept beside.
@@ -38,36 +37,22 @@ STATUSES = {
     "failed": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,
 }
-CLIENT_RETRIES = 2
 EVENT_PAGE = 100
 
 
-class OpenAIBackend:
+class OpenAIBackend(SdkClient):
     """OpenAI's fine-tuning API (see the module docstring)."""
 
     provider = "openai"
+    settings: OpenAITrainConfig
 
-    def __init__(self, settings: OpenAITrainConfig) -> None:
-        self.settings = settings
-        self.base_url, self.key_env = resolve_endpoint("openai", settings)
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                import openai
-            except ImportError:
-                raise TrainingError(
-                    "the openai backend needs the openai package "
-                    "(pip install 'tuneloop[providers]')"
-                ) from None
-            self._client = openai.OpenAI(
-                api_key=api_key("openai", self.key_env),
-                base_url=self.base_url,
-                max_retries=CLIENT_RETRIES,
-                timeout=self.settings.request_timeout_s,
-            )
-        return self._client
+    def make_client(self, sdk: Any, key: str) -> Any:
+        return sdk.OpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=self.CLIENT_RETRIES,
+            timeout=self.settings.request_timeout_s,
+        )
 
     def _failed(self, what: str, exc: Exception) -> TrainingError:
         """An SDK error as one line: what we tried, the HTTP status, the provider's words."""

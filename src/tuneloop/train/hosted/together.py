@@ -23,11 +23,10 @@ from tuneloop.train.hosted.base import (
     RemoteCheckpoint,
     RemoteEvent,
     RemoteJob,
+    SdkClient,
     UploadPlan,
-    api_key,
     check_with_validator,
     one_line,
-    resolve_endpoint,
 )
 
 STATUSES = {
@@ -42,36 +41,22 @@ STATUSES = {
     "user_error": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,
 }
-CLIENT_RETRIES = 2
 ERROR_EVENTS = ("job_error", "billing_limit")
 
 
-class TogetherBackend:
+class TogetherBackend(SdkClient):
     """Together's fine-tuning API (see the module docstring)."""
 
     provider = "together"
+    settings: TogetherTrainConfig
 
-    def __init__(self, settings: TogetherTrainConfig) -> None:
-        self.settings = settings
-        self.base_url, self.key_env = resolve_endpoint("together", settings)
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                import together
-            except ImportError:
-                raise TrainingError(
-                    "the together backend needs the together package "
-                    "(pip install 'tuneloop[providers]')"
-                ) from None
-            self._client = together.Together(
-                api_key=api_key("together", self.key_env),
-                base_url=self.base_url.removesuffix("/v1"),  # its paths carry /v1
-                max_retries=CLIENT_RETRIES,
-                timeout=self.settings.request_timeout_s,
-            )
-        return self._client
+    def make_client(self, sdk: Any, key: str) -> Any:
+        return sdk.Together(
+            api_key=key,
+            base_url=self.base_url.removesuffix("/v1"),  # its paths carry /v1
+            max_retries=self.CLIENT_RETRIES,
+            timeout=self.settings.request_timeout_s,
+        )
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         import together
