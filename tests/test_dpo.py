@@ -156,3 +156,46 @@ def test_dpo_pairs_with_equal_answers_are_dropped() -> None:
     kept, dropped = tokenize_pairs(tokenizer, [dpo_line("card", "blue"), same], 96)
     assert (len(kept), dropped) == (1, 1)
     assert kept[0].chosen.trained_tokens > kept[0].rejected.trained_tokens > 0
+
+
+class Stopped(Exception):
+    """Stands in for a kill right after a checkpoint."""
+
+
+def test_dpo_resumes_from_a_checkpoint_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tuneloop.store import ProgressEvent
+    from tuneloop.train.dpo import dpo_finetune
+    from tuneloop.train.recipe import checkpoint_step, latest_checkpoint
+
+    pairs = [dpo_line(item, COLORS[index]) for index, item in enumerate(ITEMS)]
+    config = TrainConfig(
+        **{**DPO, "epochs": 2}, threads=1, precision="fp32", device="cpu", checkpoint_every=2
+    )
+    whole = dpo_finetune(config, pairs, pairs[:2], tmp_path / "whole")
+
+    def stop_after_first_checkpoint(event: ProgressEvent) -> None:
+        if "checkpoint" in event.data:
+            raise Stopped
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(Stopped):
+        dpo_finetune(
+            config,
+            pairs,
+            pairs[:2],
+            tmp_path / "killed",
+            on_event=stop_after_first_checkpoint,
+            checkpoint_dir=checkpoints,
+        )
+    checkpoint = latest_checkpoint(checkpoints)
+    assert checkpoint is not None and checkpoint_step(checkpoint) == 2 < whole.steps
+    resumed = dpo_finetune(config, pairs, pairs[:2], tmp_path / "resumed", resume_from=checkpoint)
+    assert resumed.resumed_from_step == 2 and resumed.steps == whole.steps
+    assert resumed.eval_loss == pytest.approx(whole.eval_loss, abs=1e-6)
+    a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert (a[name] - b[name]).abs().max() <= 1e-6, name

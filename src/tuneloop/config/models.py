@@ -419,8 +419,6 @@ class TrainConfig(Section):
         if self.method == "full" and (self.use_4bit or self.modules_to_save):
             key = "use_4bit" if self.use_4bit else "modules_to_save"
             raise ValueError(f"{key} applies to method = 'lora' only (full trains every weight)")
-        if self.method == "dpo" and self.max_minutes is not None:
-            raise ValueError("max_minutes applies to method = 'lora' or 'full', not 'dpo'")
         return self
 
 

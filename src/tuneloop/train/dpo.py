@@ -20,25 +20,24 @@ held-out DPO loss of 0.751 against 0.859 (``docs/dpo.md``).
 
 from __future__ import annotations
 
-import math
-import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
-from tuneloop.store import JobEventKind, ProgressCallback, ProgressEvent
+from tuneloop.store import JobEventKind, ProgressCallback
 from tuneloop.train.data import TokenizedExample, collate, tokenize_example
-from tuneloop.train.precision import autocast, resolve_precision
-from tuneloop.train.recipe import TrainResult, _memory_stats, _warmup_cosine
+from tuneloop.train.precision import autocast
+from tuneloop.train.recipe import Batch, FinetuneRecipe, TrainResult
 
 
 @dataclass(frozen=True)
 class TokenizedPair:
     chosen: TokenizedExample
     rejected: TokenizedExample
+    # The starting model's summed log-probabilities of each answer (DPO's reference).
+    reference: tuple[float, float] = (0.0, 0.0)
 
     @property
     def trained_tokens(self) -> int:
@@ -79,7 +78,7 @@ def tokenize_pairs(
         chosen_messages, rejected_messages = pair_messages(pair)
         chosen = tokenize_example(tokenizer, chosen_messages, max_length)
         rejected = tokenize_example(tokenizer, rejected_messages, max_length)
-        if chosen is not None and rejected is not None and chosen != rejected:
+        if chosen is not None and rejected is not None and chosen.input_ids != rejected.input_ids:
             kept.append(TokenizedPair(chosen, rejected))
     return kept, len(pairs) - len(kept)
 
@@ -129,6 +128,130 @@ def dpo_loss(policy: Any, reference: Any, beta: float) -> tuple[Any, Any]:
     return -torch.nn.functional.logsigmoid(margin), margin
 
 
+def with_reference_logps(
+    model: Any, pairs: list[TokenizedPair], pad_token_id: int, batch_size: int, device: str
+) -> list[TokenizedPair]:
+    """``pairs`` carrying the model's log-probabilities of both answers, computed once."""
+    logps = reference_logps(model, pairs, pad_token_id, batch_size, device).tolist()
+    return [
+        replace(pair, reference=(chosen, rejected))
+        for pair, chosen, rejected in zip(pairs, logps[0], logps[1], strict=True)
+    ]
+
+
+def pair_references(batch: list[TokenizedPair], device: str) -> Any:
+    import torch
+
+    return torch.tensor([list(pair.reference) for pair in batch], device=device).T
+
+
+class DpoRecipe(FinetuneRecipe):
+    """The fine-tuning recipe with preference pairs as items and DPO's loss: setup, loop,
+    checkpoints and exact resume, time budget, data parallelism and saving are the SFT
+    recipe's. A pair weighs one unit in a step's mean loss, whatever its length."""
+
+    def __init__(self, config: TrainConfig, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.beta = config.dpo_beta
+        self.eval_margin: float | None = None
+        self.eval_accuracy: float | None = None
+        self._recent: list[Any] = []  # detached per-pair losses and margins since the last event
+
+    def _tokenize(
+        self, train_examples: list[dict[str, Any]], eval_examples: list[dict[str, Any]]
+    ) -> None:
+        config = self.config
+        if not train_examples:
+            raise TrainingError("dpo needs preference pairs and the training split has none")
+        train_set, dropped = tokenize_pairs(self.tokenizer, train_examples, config.max_length)
+        eval_set, eval_dropped = tokenize_pairs(self.tokenizer, eval_examples, config.max_length)
+        self.dropped = dropped
+        if dropped or eval_dropped:
+            self._emit(
+                JobEventKind.LOG,
+                {
+                    "message": f"dropped {dropped} train and {eval_dropped} eval pairs with an "
+                    f"answer that does not fit in max_length={config.max_length} tokens, or "
+                    "with equal answers",
+                    "dropped_train": dropped,
+                    "dropped_eval": eval_dropped,
+                },
+            )
+        if not train_set:
+            raise TrainingError(
+                f"no preference pair has two different answers that fit in "
+                f"max_length={config.max_length} tokens; raise train.max_length"
+            )
+        # The reference is the model before its first update: a new adapter's B matrices are
+        # zero and a parent's adapter is where training starts, so no frozen copy is needed (and
+        # a resumed run, set up from the same start, computes the same values).
+        pad = self.tokenizer.pad_token_id
+        with autocast(self.precision, self.device.split(":")[0]):
+            self.train_set = with_reference_logps(
+                self.model, train_set, pad, config.batch_size, self.device
+            )
+            self.eval_set = with_reference_logps(
+                self.model, eval_set, pad, config.batch_size, self.device
+            )
+
+    def _loss(self, shard: Batch) -> Any:
+        import torch
+
+        policy = pair_logps(self.model, shard, self.tokenizer.pad_token_id, self.device)
+        losses, margins = dpo_loss(policy, pair_references(shard, self.device), self.beta)
+        self._recent.append(torch.stack([losses.detach(), margins.detach()]))
+        return losses.mean()
+
+    def _loss_units(self, item: Any) -> int:
+        return 1
+
+    def _sequence_lengths(self, item: Any) -> list[int]:
+        return [len(item.chosen.input_ids), len(item.rejected.input_ids)]
+
+    def _step_metrics(self) -> dict[str, Any]:
+        import torch
+
+        if not self._recent:
+            return {}
+        recent = torch.cat(self._recent, dim=1)
+        self._recent.clear()
+        return {
+            "reward_margin": round(float(recent[1].mean()), 4),
+            "reward_accuracy": round(float((recent[1] > 0).float().mean()), 4),
+        }
+
+    def _evaluate(self) -> float | None:
+        """The DPO loss on the eval pairs; their margin and accuracy are kept for the result."""
+        import torch
+
+        if not self.eval_set:
+            return None
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.precision, self.device.split(":")[0]):
+            policy = reference_logps(
+                self.model,
+                self.eval_set,
+                self.tokenizer.pad_token_id,
+                self.config.batch_size,
+                self.device,
+            )
+            losses, margins = dpo_loss(
+                policy, pair_references(self.eval_set, self.device), self.beta
+            )
+        self.model.train()
+        self.eval_margin = float(margins.mean()) / self.beta
+        self.eval_accuracy = float((margins > 0).float().mean())
+        return float(losses.mean())
+
+    def _result(self, **values: Any) -> DpoResult:
+        return DpoResult(
+            **values,
+            eval_margin=self.eval_margin,
+            eval_accuracy=self.eval_accuracy,
+            beta=self.beta,
+        )
+
+
 def dpo_finetune(
     config: TrainConfig,
     train_pairs: list[dict[str, Any]],
@@ -137,170 +260,18 @@ def dpo_finetune(
     *,
     parent_adapter: Path | None = None,
     on_event: ProgressCallback | None = None,
-) -> DpoResult:
-    """Train a LoRA adapter with DPO on ``train_pairs``; save it to ``out_dir``."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from tuneloop.hfmodels import load_pretrained, pick_device
-
-    def emit(kind: JobEventKind, data: dict[str, Any]) -> None:
-        if on_event is not None:
-            on_event(ProgressEvent(kind, data))
-
-    if not train_pairs:
-        raise TrainingError("dpo needs preference pairs and the training split has none")
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = pick_device(config.device, TrainingError)
-    precision = resolve_precision(config.precision, device)
-    beta = config.dpo_beta
-
-    tokenizer, model = load_pretrained(config.base_model, TrainingError)
-    train_set, dropped = tokenize_pairs(tokenizer, train_pairs, config.max_length)
-    eval_set, eval_dropped = tokenize_pairs(tokenizer, eval_pairs, config.max_length)
-    if dropped or eval_dropped:
-        emit(
-            JobEventKind.LOG,
-            {
-                "message": f"dropped {dropped} train and {eval_dropped} eval pairs with an "
-                f"answer that does not fit in max_length={config.max_length} tokens, or with "
-                "equal answers",
-                "dropped_train": dropped,
-                "dropped_eval": eval_dropped,
-            },
-        )
-    if not train_set:
-        raise TrainingError(
-            f"no preference pair has two different answers that fit in "
-            f"max_length={config.max_length} tokens; raise train.max_length"
-        )
-    if parent_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
-    else:
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=list(config.target_modules),
-                use_rslora=config.use_rslora,
-                modules_to_save=list(config.modules_to_save) or None,
-                task_type="CAUSAL_LM",
-            ),
-        )
-    model.to(device)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    pad = tokenizer.pad_token_id
-    emit(
-        JobEventKind.LOG,
-        {
-            "message": f"dpo (beta {beta}) on {config.base_model}: {len(train_set)} pairs, "
-            f"{trainable:,} of {total:,} parameters trainable, device {device}, {precision}"
-        },
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
+    available_bytes: int | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter with DPO on ``train_pairs`` (OpenAI DPO lines); save it to
+    ``out_dir``. Options as for :func:`tuneloop.train.recipe.finetune`."""
+    recipe = DpoRecipe(
+        config,
+        out_dir=out_dir,
+        parent_adapter=parent_adapter,
+        on_event=on_event,
+        checkpoint_dir=checkpoint_dir,
+        available_bytes=available_bytes,
     )
-    # The reference is the model before its first update: a new adapter's B matrices are zero
-    # and a parent's adapter is where training starts, so no frozen copy is needed.
-    with autocast(precision, device):
-        train_ref = reference_logps(model, train_set, pad, config.batch_size, device)
-        eval_ref = reference_logps(model, eval_set, pad, config.batch_size, device)
-
-    rng = random.Random(config.seed)
-    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = math.ceil(batches_per_epoch * config.epochs / config.grad_accum_steps)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    warmup = max(1, int(total_steps * config.warmup_ratio))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _warmup_cosine(step, warmup, total_steps)
-    )
-
-    step, trained_tokens = 0, 0
-    recent: list[Any] = []  # detached per-pair losses and margins: one sync per optimizer step
-    loss_curve: list[tuple[int, float]] = []
-    model.train()
-    for epoch in range(config.epochs):
-        order = list(range(len(train_set)))
-        rng.shuffle(order)
-        batches = [
-            order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)
-        ]
-        for index, indices in enumerate(batches):
-            batch = [train_set[i] for i in indices]
-            with autocast(precision, device):
-                policy = pair_logps(model, batch, pad, device)
-            losses, margins = dpo_loss(policy, train_ref[:, indices].to(device), beta)
-            (losses.mean() / config.grad_accum_steps).backward()
-            trained_tokens += sum(pair.trained_tokens for pair in batch)
-            recent.append(torch.stack([losses.detach(), margins.detach()]))
-            if (index + 1) % config.grad_accum_steps and index != len(batches) - 1:
-                continue
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            mean_loss, mean_margin = torch.cat(recent, dim=1).mean(dim=1).tolist()
-            accuracy = float((torch.cat(recent, dim=1)[1] > 0).float().mean())
-            recent.clear()
-            if not math.isfinite(mean_loss):
-                raise TrainingError(f"loss became {mean_loss} at step {step}; lower learning_rate")
-            loss_curve.append((step, mean_loss))
-            elapsed = time.perf_counter() - started
-            emit(
-                JobEventKind.METRIC,
-                {
-                    "step": step,
-                    "total_steps": total_steps,
-                    "epoch": epoch + 1,
-                    "loss": round(mean_loss, 4),
-                    "reward_margin": round(mean_margin, 4),
-                    "reward_accuracy": round(accuracy, 4),
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens_per_s": round(trained_tokens / elapsed, 1),
-                    "eta_s": round(elapsed / step * (total_steps - step), 1),
-                    **_memory_stats(device),
-                },
-            )
-
-    eval_loss = eval_margin = eval_accuracy = None
-    if eval_set:
-        with autocast(precision, device):
-            policy = reference_logps(model, eval_set, pad, config.batch_size, device)
-        losses, margins = dpo_loss(policy, eval_ref, beta)
-        eval_loss = float(losses.mean())
-        eval_margin = float(margins.mean()) / beta
-        eval_accuracy = float((margins > 0).float().mean())
-    model.train(False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    final_loss = sum(loss for _, loss in loss_curve[-5:]) / max(1, len(loss_curve[-5:]))
-    result = DpoResult(
-        adapter_dir=out_dir,
-        steps=step,
-        epochs=config.epochs,
-        train_loss=final_loss,
-        eval_loss=eval_loss,
-        trained_tokens=trained_tokens,
-        wall_s=time.perf_counter() - started,
-        trainable_params=trainable,
-        total_params=total,
-        precision=precision,
-        method="dpo",
-        dropped_examples=dropped,
-        loss_curve=loss_curve,
-        eval_margin=eval_margin,
-        eval_accuracy=eval_accuracy,
-        beta=beta,
-    )
-    emit(JobEventKind.LOG, {"message": f"saved dpo adapter to {out_dir}", **result.metrics()})
-    return result
+    return recipe.run(train_pairs, eval_pairs, resume_from=resume_from)

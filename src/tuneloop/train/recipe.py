@@ -32,12 +32,10 @@ variable-length flash attention packing is the one to try.
 from __future__ import annotations
 
 import math
-import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +43,17 @@ from typing import Any
 from tuneloop.config import TrainConfig
 from tuneloop.errors import TrainingError
 from tuneloop.store import JobEventKind, ProgressCallback, ProgressEvent
-from tuneloop.train.data import TokenizedExample, collate, collate_packed, tokenize_examples
+from tuneloop.train.data import collate, collate_packed, tokenize_examples
 from tuneloop.train.memory import available_memory, estimate_memory
 from tuneloop.train.precision import autocast, resolve_precision
+from tuneloop.train.runtime import (
+    Runtime,
+    check_4bit,
+    four_bit_options,
+    memory_stats,
+    rng_state,
+    set_rng_state,
+)
 
 LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still shuffled
 # With ``max_minutes``: steps 2..4 are timed (the first pays for warm-up), then the run keeps the
@@ -55,6 +61,7 @@ LENGTH_GROUP_FACTOR = 8  # sort within windows of 8 batches: less padding, still
 BUDGET_TIMED_STEPS = 3
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "state.pt"
+Batch = list[Any]  # a micro-batch of tokenized items: examples (SFT) or pairs (DPO)
 
 
 @dataclass
@@ -123,12 +130,7 @@ def finetune(
         checkpoint_dir=checkpoint_dir,
         available_bytes=available_bytes,
     )
-    try:
-        recipe.setup(train_examples, eval_examples, resume_from=resume_from)
-        recipe.train()
-        return recipe.save()
-    finally:
-        recipe.cleanup()
+    return recipe.run(train_examples, eval_examples, resume_from=resume_from)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -176,10 +178,27 @@ class FinetuneRecipe:
         self.resumed_from_step: int | None = None
         self.dropped = 0
         self.eval_loss: float | None = None
+        self.train_set: list[Any] = []  # tokenized items: examples, or pairs for DPO
+        self.eval_set: list[Any] = []
         self.budget_fitted = False  # with max_minutes: total_steps already fitted to the budget
         self._created = self._started = time.perf_counter()
         self._run_start_step = 0
         self._run_start_tokens = 0
+
+    def run(
+        self,
+        train_examples: list[dict[str, Any]],
+        eval_examples: list[dict[str, Any]],
+        *,
+        resume_from: Path | None = None,
+    ) -> TrainResult:
+        """Every phase in order; the model and process group are let go however it ends."""
+        try:
+            self.setup(train_examples, eval_examples, resume_from=resume_from)
+            self.train()
+            return self.save()
+        finally:
+            self.cleanup()
 
     # ── setup ─────────────────────────────────────────────────────────────────────────────
     def setup(
@@ -210,7 +229,7 @@ class FinetuneRecipe:
         self.device = self.runtime.device
         self.precision = resolve_precision(self.config.precision, self.device.split(":")[0])
         if self.config.use_4bit:
-            _check_4bit(self.device)
+            check_4bit(self.device)
 
     def _check_memory(self) -> None:
         available, where = available_memory(self.device)
@@ -236,7 +255,7 @@ class FinetuneRecipe:
         config = self.config
         options: dict[str, Any] = {}
         if config.use_4bit:
-            options = _four_bit_options(self.device)
+            options = four_bit_options(self.device)
         self.tokenizer, model = load_pretrained(
             config.base_model, TrainingError, model_options=options
         )
@@ -268,7 +287,7 @@ class FinetuneRecipe:
                     task_type="CAUSAL_LM",
                 ),
             )
-        if config.gradient_checkpointing and config.method == "lora":
+        if config.gradient_checkpointing and config.method != "full":
             model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
         if not config.use_4bit:
             model.to(self.device)
@@ -288,6 +307,18 @@ class FinetuneRecipe:
     def _setup_data(
         self, train_examples: list[dict[str, Any]], eval_examples: list[dict[str, Any]]
     ) -> None:
+        config = self.config
+        self._tokenize(train_examples, eval_examples)
+        self.global_batch = config.batch_size * self.runtime.processes
+        batches_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
+        self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
+        self.planned_steps = self.steps_per_epoch * config.epochs
+        self.total_steps = self.planned_steps  # fewer when max_minutes cuts the run short
+
+    def _tokenize(
+        self, train_examples: list[dict[str, Any]], eval_examples: list[dict[str, Any]]
+    ) -> None:
+        """Set ``train_set`` / ``eval_set`` (the items batches are made of) and ``dropped``."""
         config = self.config
         options = {"train_on_inputs": config.train_on_inputs}
         self.train_set, dropped = tokenize_examples(
@@ -312,11 +343,6 @@ class FinetuneRecipe:
                 f"no training example has an answer that fits in max_length={config.max_length} "
                 "tokens; raise train.max_length"
             )
-        self.global_batch = config.batch_size * self.runtime.processes
-        batches_per_epoch = math.ceil(len(self.train_set) / self.global_batch)
-        self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
-        self.planned_steps = self.steps_per_epoch * config.epochs
-        self.total_steps = self.planned_steps  # fewer when max_minutes cuts the run short
 
     def _setup_optimizer(self) -> None:
         import torch
@@ -351,7 +377,7 @@ class FinetuneRecipe:
                 loss = self._train_step(group)
                 if config.max_minutes is not None and not self.budget_fitted:
                     if self.step > self._run_start_step:  # the run's first step warms up
-                        timed.append((time.perf_counter() - step_started, _token_slots(group)))
+                        timed.append((time.perf_counter() - step_started, self._token_slots(group)))
                     if len(timed) == BUDGET_TIMED_STEPS or self.step + 1 == self.total_steps:
                         self._fit_to_budget(timed)
                 self.step += 1
@@ -380,7 +406,7 @@ class FinetuneRecipe:
         epoch, start = self.epoch, self.group_in_epoch + 1
         while epoch < self.config.epochs and steps < self.total_steps:
             for group in self._epoch_steps(epoch)[start:]:
-                predicted += _token_slots(group) * per_slot
+                predicted += self._token_slots(group) * per_slot
                 if predicted > left or steps == self.total_steps:
                     break
                 steps += 1
@@ -400,46 +426,75 @@ class FinetuneRecipe:
             )
             self.total_steps = steps
 
-    def _train_step(self, group: list[list[TokenizedExample]]) -> float:
-        """One optimizer step; returns the step's mean loss per target token."""
+    def _train_step(self, group: list[Batch]) -> float:
+        """One optimizer step; returns the step's mean loss per loss unit (target token)."""
         import torch
 
-        step_tokens = sum(example.trained_tokens for batch in group for example in batch)
-        self.trained_tokens += step_tokens
-        self.input_tokens += sum(len(example.input_ids) for batch in group for example in batch)
+        items = [item for batch in group for item in batch]
+        step_units = sum(self._loss_units(item) for item in items)
+        self.trained_tokens += sum(item.trained_tokens for item in items)
+        self.input_tokens += sum(sum(self._sequence_lengths(item)) for item in items)
         loss_sum = 0.0
         for index, batch in enumerate(group):
             shard, weight = self.runtime.shard(batch)
-            tokens = sum(example.trained_tokens for example in shard)
+            units = sum(self._loss_units(item) for item in shard)
             with self.runtime.sync_gradients(self.model, index == len(group) - 1):
                 with autocast(self.precision, self.device.split(":")[0]):
-                    mean_loss = self.model(**self._tensors(shard), use_cache=False).loss
+                    mean_loss = self._loss(shard)
                 if not torch.isfinite(mean_loss):
                     raise TrainingError(
                         f"loss became {mean_loss.item()} at step {self.step + 1}; "
                         "lower learning_rate"
                     )
-                # Sum over this shard's target tokens, divided by the whole step's: DDP's mean
+                # Sum over this shard's loss units, divided by the whole step's: DDP's mean
                 # over processes is undone by multiplying by their number.
-                scaled = mean_loss * (tokens * weight * self.runtime.processes / step_tokens)
+                scaled = mean_loss * (units * weight * self.runtime.processes / step_units)
                 self.runtime.backward(scaled)
-            loss_sum += mean_loss.item() * tokens * weight
+            loss_sum += mean_loss.item() * units * weight
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return self.runtime.sum(loss_sum) / step_tokens
+        return self.runtime.sum(loss_sum) / step_units
 
-    def _epoch_steps(self, epoch: int) -> list[list[list[TokenizedExample]]]:
+    # What a method changes: the items, what one weighs in the loss, and the loss itself.
+    def _loss(self, shard: Batch) -> Any:
+        """The shard's mean loss per target token (a scalar tensor)."""
+        return self.model(**self._tensors(shard), use_cache=False).loss
+
+    def _loss_units(self, item: Any) -> int:
+        """How much one item weighs in a step's mean loss: its target tokens."""
+        return int(item.trained_tokens)
+
+    def _sequence_lengths(self, item: Any) -> list[int]:
+        """The token lengths of the sequences one item runs through the model."""
+        return [len(item.input_ids)]
+
+    def _step_metrics(self) -> dict[str, Any]:
+        """Method-specific values for a step's progress event."""
+        return {}
+
+    def _token_slots(self, group: list[Batch]) -> int:
+        """What one optimizer step computes, in token positions: rows times the longest
+        sequence, as padding costs (for packed batches a bound, which is what a budget wants)."""
+        slots = 0
+        for batch in group:
+            lengths = [n for item in batch for n in self._sequence_lengths(item)]
+            slots += len(lengths) * max(lengths, default=0)
+        return slots
+
+    def _epoch_steps(self, epoch: int) -> list[list[Batch]]:
         """The epoch's global batches grouped by optimizer step: a pure function of the seed and
         the epoch, so a resumed run sees the same order without replaying anything."""
         rng = random.Random(f"{self.config.seed}/{epoch}")
-        batches = _length_grouped_batches(self.train_set, self.global_batch, rng)
+        batches = _length_grouped_batches(
+            self.train_set, self.global_batch, rng, lambda item: max(self._sequence_lengths(item))
+        )
         accum = self.config.grad_accum_steps
         return [batches[start : start + accum] for start in range(0, len(batches), accum)]
 
-    def _tensors(self, batch: list[TokenizedExample]) -> dict[str, Any]:
+    def _tensors(self, batch: Batch) -> dict[str, Any]:
         if self.config.packing:
             tensors = collate_packed(batch)
         else:
@@ -459,7 +514,8 @@ class FinetuneRecipe:
                 "lr": self.scheduler.get_last_lr()[0],
                 "tokens_per_s": round((self.trained_tokens - self._run_start_tokens) / elapsed, 1),
                 "eta_s": round(elapsed / steps_here * (self.total_steps - self.step), 1),
-                **_memory_stats(self.device),
+                **self._step_metrics(),
+                **memory_stats(self.device),
             },
         )
 
@@ -502,15 +558,15 @@ class FinetuneRecipe:
         removed. Every process takes part (their RNG states are gathered); the main one writes."""
         import torch
 
-        rng_states = self.runtime.gather(_rng_state())
+        rng_states = self.runtime.gather(rng_state())
         if not self.runtime.is_main or self.checkpoint_dir is None:
             return None
         final = self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:06d}"
         partial = final.with_suffix(".tmp")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        for rank, rng_state in enumerate(rng_states):
-            torch.save(rng_state, partial / f"rng-{rank}.pt")
+        for rank, state_of_rank in enumerate(rng_states):
+            torch.save(state_of_rank, partial / f"rng-{rank}.pt")
         model = self.runtime.unwrap(self.model)
         state = {
             "model": {
@@ -582,7 +638,7 @@ class FinetuneRecipe:
             setattr(self, key, progress[key])
         self.loss_curve = [(int(step), float(loss)) for step, loss in progress["loss_curve"]]
         rng_file = checkpoint / f"rng-{self.runtime.rank}.pt"
-        _set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+        set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
         self.resumed_from_step = self.step
         self._emit(
             JobEventKind.LOG,
@@ -603,7 +659,7 @@ class FinetuneRecipe:
             self.tokenizer.save_pretrained(str(self.out_dir))
         self.runtime.wait()
         recent = self.loss_curve[-5:]
-        result = TrainResult(
+        result = self._result(
             adapter_dir=self.out_dir,
             steps=self.step,
             epochs=round(self.step / self.steps_per_epoch, 2),
@@ -631,6 +687,9 @@ class FinetuneRecipe:
         )
         return result
 
+    def _result(self, **values: Any) -> TrainResult:
+        return TrainResult(**values)
+
     def cleanup(self) -> None:
         """Let go of the model and optimizer (and the GPU cache) and of the process group."""
         for name in ("model", "optimizer", "scheduler"):
@@ -650,156 +709,6 @@ class FinetuneRecipe:
             self.on_event(ProgressEvent(kind, data))
 
 
-@dataclass
-class Runtime:
-    """Where the recipe runs: one process, or one of several under ``accelerate launch``.
-
-    The recipe asks it for the few things that differ (device, this process's share of a
-    batch, gradient sync, waiting for the others); with one process each is the plain thing.
-    """
-
-    device: str
-    rank: int = 0
-    processes: int = 1
-    accelerator: Any = None
-
-    @classmethod
-    def start(cls, preference: str) -> Runtime:
-        from tuneloop.hfmodels import pick_device
-
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return cls(device=pick_device(preference, TrainingError))
-        from accelerate import Accelerator
-
-        device = pick_device(preference, TrainingError)
-        accelerator = Accelerator(cpu=device == "cpu")
-        return cls(
-            device=str(accelerator.device),
-            rank=accelerator.process_index,
-            processes=accelerator.num_processes,
-            accelerator=accelerator,
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def prepare(self, model: Any) -> Any:
-        return model if self.accelerator is None else self.accelerator.prepare_model(model)
-
-    def unwrap(self, model: Any) -> Any:
-        return model if self.accelerator is None else self.accelerator.unwrap_model(model)
-
-    def shard(self, batch: list[TokenizedExample]) -> tuple[list[TokenizedExample], int]:
-        """This process's examples of a global batch, and 1; a process left without any (the
-        epoch's last, short batch) runs the first example with weight 0 so gradients still
-        synchronise."""
-        mine = batch[self.rank :: self.processes]
-        return (mine, 1) if mine else (batch[:1], 0)
-
-    @contextmanager
-    def sync_gradients(self, model: Any, sync: bool) -> Iterator[None]:
-        """Average gradients across processes only on a step's last micro-batch."""
-        if self.accelerator is None or sync:
-            yield
-            return
-        with model.no_sync():
-            yield
-
-    def backward(self, loss: Any) -> None:
-        if self.accelerator is None:
-            loss.backward()
-        else:
-            self.accelerator.backward(loss)
-
-    def sum(self, value: float) -> float:
-        if self.accelerator is None:
-            return value
-        import torch
-
-        total = self.accelerator.reduce(torch.tensor([value], device=self.device), "sum")
-        return float(total.item())
-
-    def gather(self, value: Any) -> list[Any]:
-        """``value`` from every process, in rank order (on every process)."""
-        if self.accelerator is None:
-            return [value]
-        from accelerate.utils import gather_object
-
-        return list(gather_object([value]))
-
-    def wait(self) -> None:
-        if self.accelerator is not None:
-            self.accelerator.wait_for_everyone()
-
-    def close(self) -> None:
-        if self.accelerator is None:
-            return
-        import torch.distributed
-
-        self.accelerator.wait_for_everyone()
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def _check_4bit(device: str) -> None:
-    """QLoRA needs bitsandbytes' CUDA kernels: say so in one line instead of failing deep."""
-    if not device.startswith("cuda"):
-        raise TrainingError(
-            f"use_4bit needs a CUDA GPU (bitsandbytes 4-bit kernels); this run's device is "
-            f"{device}: set use_4bit = false (LoRA in full precision) or run on a CUDA machine"
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as exc:
-        raise TrainingError(
-            "use_4bit needs the bitsandbytes package: pip install bitsandbytes"
-        ) from exc
-
-
-def _four_bit_options(device: str) -> dict[str, Any]:
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return {
-        "quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16
-            if torch.cuda.is_bf16_supported()
-            else torch.float16,
-        ),
-        "device_map": {"": torch.device(device).index or 0},
-    }
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _token_slots(group: list[list[TokenizedExample]]) -> int:
-    """What one optimizer step computes, in token positions: rows times the longest example,
-    as padding costs (for packed batches a bound, which is what a budget wants)."""
-    return sum(
-        len(batch) * max(len(example.input_ids) for example in batch) for batch in group if batch
-    )
-
-
 def _warmup_cosine(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -808,30 +717,17 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 def _length_grouped_batches(
-    examples: list[TokenizedExample], batch_size: int, rng: random.Random
-) -> list[list[TokenizedExample]]:
+    examples: list[Any], batch_size: int, rng: random.Random, length: Callable[[Any], int]
+) -> list[Batch]:
     order = list(range(len(examples)))
     rng.shuffle(order)
     window = batch_size * LENGTH_GROUP_FACTOR
-    batches: list[list[TokenizedExample]] = []
+    batches: list[Batch] = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: len(examples[i].input_ids))
+        chunk = sorted(order[start : start + window], key=lambda i: length(examples[i]))
         batches.extend(
             [examples[i] for i in chunk[j : j + batch_size]]
             for j in range(0, len(chunk), batch_size)
         )
     rng.shuffle(batches)
     return batches
-
-
-def _memory_stats(device: str) -> dict[str, float]:
-    import torch
-
-    if device.startswith("cuda"):
-        return {"gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
-    try:
-        import resource
-
-        return {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    except ImportError:  # not on Windows
-        return {}

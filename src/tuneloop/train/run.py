@@ -176,9 +176,6 @@ def _run(
     *,
     resume_from: Path | None,
 ) -> ModelVersion:
-    from tuneloop.train.dpo import dpo_finetune
-    from tuneloop.train.recipe import TrainResult, finetune
-
     work_dir = _work_dir(config, job.job_id)
 
     def on_event(event: ProgressEvent) -> None:
@@ -191,27 +188,16 @@ def _run(
     weights = _weights_name(plan.train_config)
     train_examples = _examples(plan.dataset, plan.train_config, "train")
     eval_examples = _examples(plan.dataset, plan.train_config, "eval")
-    result: TrainResult
-    if plan.train_config.method == "dpo":  # preference pairs; one process, no checkpoints yet
-        result = dpo_finetune(
-            plan.train_config,
-            train_examples,
-            eval_examples,
-            work_dir / weights,
-            parent_adapter=plan.parent_adapter,
-            on_event=on_event,
-        )
-    else:
-        result = finetune(
-            plan.train_config,
-            train_examples,
-            eval_examples,
-            work_dir / weights,
-            parent_adapter=plan.parent_adapter,
-            on_event=on_event,
-            checkpoint_dir=work_dir / "checkpoints",
-            resume_from=resume_from,
-        )
+    result = _trainer(plan.train_config)(
+        plan.train_config,
+        train_examples,
+        eval_examples,
+        work_dir / weights,
+        parent_adapter=plan.parent_adapter,
+        on_event=on_event,
+        checkpoint_dir=work_dir / "checkpoints",
+        resume_from=resume_from,
+    )
     plot = save_loss_plot(
         result.loss_curve,
         work_dir / "loss.png",
@@ -251,20 +237,26 @@ def _run(
 def _train_without_job(config: Config, plan: _Plan, *, resume_from: Path | None = None) -> Any:
     """A non-main process under ``accelerate launch``: trains its share and records nothing;
     the main process writes weights and checkpoints. Returns None, not a version."""
-    if plan.train_config.method == "dpo":
-        raise TrainingError("dpo trains in one process; run it without accelerate launch")
-    from tuneloop.curate.build import load_split
-    from tuneloop.train.recipe import finetune
-
-    finetune(
+    _trainer(plan.train_config)(
         plan.train_config,
-        load_split(plan.dataset, "train"),
-        load_split(plan.dataset, "eval"),
+        _examples(plan.dataset, plan.train_config, "train"),
+        _examples(plan.dataset, plan.train_config, "eval"),
         config.artifacts_dir / "jobs" / "unused",
         parent_adapter=plan.parent_adapter,
         resume_from=resume_from,
     )
     return None
+
+
+def _trainer(train_config: TrainConfig) -> Any:
+    """The local recipe for the method: SFT on chat examples, or DPO on preference pairs."""
+    if train_config.method == "dpo":
+        from tuneloop.train.dpo import dpo_finetune
+
+        return dpo_finetune
+    from tuneloop.train.recipe import finetune
+
+    return finetune
 
 
 def _examples(dataset: Dataset, train_config: TrainConfig, split: str) -> list[dict[str, Any]]:
