@@ -608,6 +608,19 @@ class GatewayConfig(Section):
         64, ge=1, description="shadow calls waiting at most; more are dropped"
     )
     shadow_workers: int = Field(2, ge=1, description="shadow calls answered at once")
+    local_batch: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="requests to local models over one base answered in one generate call, at "
+        "most (each through its own version's adapter)",
+    )
+    local_batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="how long a request to a local model waits for others to batch with",
+    )
     log_queue: int = Field(10_000, ge=1, description="calls waiting to be logged, at most")
     log_batch: int = Field(1000, ge=1, description="calls written to the store per transaction")
     log_flush_s: float = Field(

@@ -49,6 +49,7 @@ from tuneloop.providers import (
     BreakerSettings,
     Completion,
     InvalidOutput,
+    LocalModels,
     OutputCheck,
     RequestOptions,
     StreamChunk,
@@ -146,6 +147,11 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.upstream = Upstream(
             self.store,
+            local=LocalModels(
+                max_batch=settings.local_batch,
+                max_wait_ms=settings.local_batch_wait_ms,
+                timeout_s=settings.timeout_s,
+            ),
             timeout_s=settings.timeout_s,
             device=settings.device,
             providers=config.providers,
@@ -199,6 +205,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.calllog.close)
+        self.upstream.close()
         self.metrics.close()
         self.store.close()
 

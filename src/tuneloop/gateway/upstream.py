@@ -21,11 +21,13 @@ from tuneloop.providers import (
     BreakerSettings,
     Completion,
     FallbackChain,
+    LocalModels,
     Message,
     OutputCheck,
     Provider,
     ProviderTimeout,
     RequestOptions,
+    SharedLocalProvider,
     StreamChunk,
     build_provider,
 )
@@ -124,8 +126,10 @@ class Upstream:
         breaker: BreakerSettings,
         providers: Mapping[str, ProviderSettings] | None = None,
         device: str = "auto",
+        local: LocalModels | None = None,
     ) -> None:
         self.store = store
+        self.local = local
         self.named = dict(providers or {})
         self.timeout_s = timeout_s
         self.breaker = breaker
@@ -142,7 +146,11 @@ class Upstream:
         with self._lock:
             if spec not in self._providers:
                 self._providers[spec] = build_provider(
-                    spec, store=self.store, device=self.device, providers=self.named
+                    spec,
+                    store=self.store,
+                    device=self.device,
+                    providers=self.named,
+                    local=self.local,
                 )
             return self._providers[spec]
 
@@ -172,6 +180,13 @@ class Upstream:
                 for spec in self._providers
                 if spec.startswith("registry:") and spec not in keep
             ]:
-                del self._providers[spec]
+                dropped = self._providers.pop(spec)
+                if isinstance(dropped, SharedLocalProvider):
+                    dropped.release()  # its adapter leaves the shared base
             for key in [key for key in self._chains if not set(key[1]) <= keep]:
                 del self._chains[key]
+
+    def close(self) -> None:
+        """Stop the local models' batching workers."""
+        if self.local is not None:
+            self.local.close()

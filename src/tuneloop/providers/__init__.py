@@ -42,6 +42,7 @@ from tuneloop.providers.factory import (
 from tuneloop.providers.output import CheckedProvider, OutputCheck, checked, json_check
 from tuneloop.providers.prices import PRICES, Price, price_for
 from tuneloop.providers.remote import KINDS, key_env_of
+from tuneloop.providers.shared_local import LocalModels, SharedLocalProvider
 
 __all__ = [
     "KINDS",
@@ -60,6 +61,7 @@ __all__ = [
     "FallbackChain",
     "FinalError",
     "InvalidOutput",
+    "LocalModels",
     "Message",
     "OutputCheck",
     "Price",
@@ -71,6 +73,7 @@ __all__ = [
     "RateLimited",
     "RequestOptions",
     "RetryableError",
+    "SharedLocalProvider",
     "StreamChunk",
     "StreamInterrupted",
     "build_from_settings",

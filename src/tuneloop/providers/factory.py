@@ -22,6 +22,7 @@ from tuneloop.providers.callable import CallableProvider
 from tuneloop.providers.errors import ProviderError
 
 if TYPE_CHECKING:
+    from tuneloop.providers.shared_local import LocalModels
     from tuneloop.store import ModelVersion, Store
 
 SPEC_HELP = (
@@ -38,21 +39,23 @@ def build_provider(
     store: Store | None = None,
     device: str = "auto",
     providers: Mapping[str, ProviderSettings] | None = None,
+    local: LocalModels | None = None,
 ) -> Provider:
     """``spec`` → provider. ``registry:`` specs need the store; ``provider:NAME`` needs the
-    config's ``providers`` tables."""
+    config's ``providers`` tables. With ``local``, local models are served by its shared,
+    batching bases instead of a model of their own each."""
     kind, colon, rest = spec.strip().partition(":")
     if not colon and "/" in kind:  # a bare hub id or folder, as train.base_model holds them
-        return _local(kind, None, device, kind)
+        return _local(kind, None, device, kind, local)
     if kind == "builtin":
-        return _local(spec, None, device, spec)
+        return _local(spec, None, device, spec, local)
     if not rest:
         raise ProviderError(f"unknown provider spec {spec!r}; expected one of: {SPEC_HELP}")
     if kind == "callable":
         return CallableProvider(rest)
     if kind == "local":
         base, _, adapter = rest.partition("+")
-        return _local(base, adapter or None, device, spec)
+        return _local(base, adapter or None, device, spec, local)
     if kind == "registry":
         if store is None:
             raise ProviderError(f"{spec!r} needs a store to resolve the model version")
@@ -60,7 +63,7 @@ def build_provider(
 
         task, _, version = rest.partition("@")
         return provider_for_version(
-            resolve_version(store, task, version or "latest"), device=device
+            resolve_version(store, task, version or "latest"), device=device, local=local
         )
     if kind == "provider":
         settings = (providers or {}).get(rest)
@@ -69,7 +72,9 @@ def build_provider(
             raise ProviderError(
                 f"no provider named {rest!r} in the config's [providers] tables (known: {known})"
             )
-        return build_from_settings(rest, settings, store=store, device=device, providers=providers)
+        return build_from_settings(
+            rest, settings, store=store, device=device, providers=providers, local=local
+        )
     if kind == "chain":
         members = [part.strip() for part in rest.split(",") if part.strip()]
         return build_from_settings(
@@ -78,6 +83,7 @@ def build_provider(
             store=store,
             device=device,
             providers=providers,
+            local=local,
         )
     if kind in REMOTE_KINDS:
         model, base_url = rest, None
@@ -88,7 +94,9 @@ def build_provider(
         settings = ProviderSettings.model_validate(
             {"kind": kind, "model": model, "base_url": base_url}
         )
-        return build_from_settings(spec, settings, store=store, device=device, providers=providers)
+        return build_from_settings(
+            spec, settings, store=store, device=device, providers=providers, local=local
+        )
     raise ProviderError(f"unknown provider spec {spec!r}; expected one of: {SPEC_HELP}")
 
 
@@ -99,6 +107,7 @@ def build_from_settings(
     store: Store | None = None,
     device: str = "auto",
     providers: Mapping[str, ProviderSettings] | None = None,
+    local: LocalModels | None = None,
 ) -> Provider:
     """A provider from a ``[providers.NAME]`` table (or the settings a spec string implies)."""
     provider: Provider
@@ -113,7 +122,7 @@ def build_from_settings(
         breaker = settings.breaker
         return FallbackChain(
             [
-                build_provider(member, store=store, device=device, providers=providers)
+                build_provider(member, store=store, device=device, providers=providers, local=local)
                 for member in settings.members
             ],
             name=name,
@@ -128,7 +137,7 @@ def build_from_settings(
         provider = CallableProvider(settings.model, name=name)
     elif settings.kind == "local":
         base, _, adapter = settings.model.partition("+")
-        provider = _local(base, adapter or None, device, name)
+        provider = _local(base, adapter or None, device, name, local)
     else:
         from tuneloop.providers.remote import build_remote
 
@@ -140,7 +149,9 @@ def build_from_settings(
     return provider
 
 
-def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Provider:
+def provider_for_version(
+    version: ModelVersion, *, device: str = "auto", local: LocalModels | None = None
+) -> Provider:
     """A provider that serves a registered version: a local one in-process (base model + its
     adapter, or the whole fine-tuned model), a hosted one through its provider's API."""
     from tuneloop.hfmodels import is_adapter_dir
@@ -164,11 +175,15 @@ def provider_for_version(version: ModelVersion, *, device: str = "auto") -> Prov
             "local weights or hosted model id to serve"
         )
     if is_adapter_dir(version.artifact_path):
-        return _local(version.base_model, version.artifact_path, device, name)
-    return _local(version.artifact_path, None, device, name)  # a fully fine-tuned model
+        return _local(version.base_model, version.artifact_path, device, name, local)
+    return _local(version.artifact_path, None, device, name, local)  # a fully fine-tuned model
 
 
-def _local(base: str, adapter: str | None, device: str, name: str) -> Provider:
+def _local(
+    base: str, adapter: str | None, device: str, name: str, local: LocalModels | None
+) -> Provider:
+    if local is not None:
+        return local.provider(base, adapter, device=device, name=name)
     from tuneloop.providers.local import LocalModelProvider
 
     return LocalModelProvider(base, adapter, device=device, name=name)

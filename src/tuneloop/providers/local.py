@@ -77,117 +77,166 @@ class LocalModelProvider(BaseProvider):
         """
         return self._generate(conversations, resolve_options(options, max_tokens, temperature))
 
-    def _inputs(self, conversations: list[list[Message]]) -> Any:
-        tokenizer = self._tokenizer
-        prompts = [
-            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            for messages in conversations
-        ]
-        tokenizer.padding_side = "left"
-        return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            self.device
-        )
-
-    def _generate_kwargs(self, options: RequestOptions) -> dict[str, Any]:
-        tokenizer = self._tokenizer
-        temperature = options.temperature or 0.0
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": temperature}
-            if temperature > 0
-            else {"do_sample": False}
-        )
-        if options.top_p is not None and temperature > 0:
-            sampling["top_p"] = options.top_p
-        return {
-            "max_new_tokens": options.max_tokens or DEFAULT_MAX_TOKENS,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-            **sampling,
-        }
-
     def _generate(
         self, conversations: list[list[Message]], options: RequestOptions
     ) -> list[Completion]:
-        import torch
-
         self._load()
-        tokenizer, model = self._tokenizer, self._model
-        inputs = self._inputs(conversations)
-        prompt_length = inputs["input_ids"].shape[1]
-        started = time.perf_counter()
-        with torch.inference_mode():
-            output = model.generate(**inputs, **self._generate_kwargs(options))
-        wall_ms = (time.perf_counter() - started) * 1000
-        generated = output[:, prompt_length:]
-        steps = max(1, generated.shape[1])
-        max_new = options.max_tokens or DEFAULT_MAX_TOKENS
-        completions = []
-        for row, attention in zip(generated.tolist(), inputs["attention_mask"], strict=True):
-            stopped = tokenizer.eos_token_id in row
-            length = row.index(tokenizer.eos_token_id) + 1 if stopped else len(row)
-            completions.append(
-                Completion(
-                    text=tokenizer.decode(row[:length], skip_special_tokens=True).strip(),
-                    model=self.name,
-                    provider="local",
-                    latency_ms=wall_ms * length / steps,
-                    prompt_tokens=int(attention.sum()),
-                    completion_tokens=length,
-                    cost_usd=0.0,
-                    finish_reason="stop" if stopped or length < max_new else "length",
-                )
-            )
-        return completions
+        return generate_batch(
+            self._model,
+            self._tokenizer,
+            conversations,
+            [options] * len(conversations),
+            device=self.device,
+            name=self.name,
+        )
 
     def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
         """Text as it is decoded: ``generate`` runs in a thread feeding a streamer."""
-        import torch
-
         self._load()
-        tokenizer, model = self._tokenizer, self._model
-        inputs = self._inputs([messages])
-        streamer = token_streamer(tokenizer)
-        failure: list[BaseException] = []
+        streamer = token_streamer(self._tokenizer)
+        inputs = chat_inputs(self._tokenizer, [messages], self.device)
 
         def run() -> None:
-            try:
-                with torch.inference_mode():
-                    model.generate(**inputs, **self._generate_kwargs(options), streamer=streamer)
-            except BaseException as exc:  # reported to the reading side below
-                failure.append(exc)
-                streamer.end()
+            generate_into(self._model, self._tokenizer, inputs, options, streamer)
 
-        started = time.perf_counter()
-        worker = threading.Thread(target=run, name=f"generate {self.name}", daemon=True)
-        worker.start()
-        parts: list[str] = []
-        for piece in streamer:
-            if piece:
-                if not parts:
-                    piece = piece.lstrip()
-                parts.append(piece)
-                yield StreamChunk(text=piece)
-        worker.join()
-        if failure:
-            raise ProviderError(
-                f"{self.name} failed while generating: {type(failure[0]).__name__}: {failure[0]}"
-            )
-        text = "".join(parts).strip()
-        output_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        yield StreamChunk(
-            completion=Completion(
-                text=text,
-                model=self.name,
+        threading.Thread(target=run, name=f"generate {self.name}", daemon=True).start()
+        yield from read_stream(streamer, self._tokenizer, inputs, options, self.name)
+
+
+# The pieces below are shared with ``shared_local`` (one base serving several adapters).
+
+
+def chat_inputs(tokenizer: Any, conversations: list[list[Message]], device: str) -> Any:
+    """The conversations' prompts through the chat template, left-padded for generation."""
+    prompts = [
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        for messages in conversations
+    ]
+    tokenizer.padding_side = "left"
+    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        device
+    )
+
+
+def generate_kwargs(tokenizer: Any, options: RequestOptions) -> dict[str, Any]:
+    """``generate``'s arguments for one request's options (greedy unless a temperature)."""
+    temperature = options.temperature or 0.0
+    sampling: dict[str, Any] = (
+        {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    )
+    if options.top_p is not None and temperature > 0:
+        sampling["top_p"] = options.top_p
+    return {
+        "max_new_tokens": options.max_tokens or DEFAULT_MAX_TOKENS,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **sampling,
+    }
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[Message]],
+    options: list[RequestOptions],
+    *,
+    device: str,
+    name: str | list[str],
+    extra: dict[str, Any] | None = None,
+) -> list[Completion]:
+    """One left-padded ``generate`` call for several conversations. The batch decodes as far
+    as its longest ``max_tokens`` (the sampling settings are the first request's: callers batch
+    only requests that share them) and each answer is cut at its own. Each answer's latency is
+    the batch's wall time scaled by its share of the decoding steps. ``name`` is the model
+    name of every answer, or one per conversation."""
+    import torch
+
+    inputs = chat_inputs(tokenizer, conversations, device)
+    limits = [option.max_tokens or DEFAULT_MAX_TOKENS for option in options]
+    kwargs = {**generate_kwargs(tokenizer, options[0]), "max_new_tokens": max(limits)}
+    prompt_length = inputs["input_ids"].shape[1]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        output = model.generate(**inputs, **kwargs, **(extra or {}))
+    wall_ms = (time.perf_counter() - started) * 1000
+    generated = output[:, prompt_length:].tolist()
+    steps = max(1, len(generated[0]) if generated else 1)
+    names = name if isinstance(name, list) else [name] * len(conversations)
+    completions = []
+    for row, attention, limit, model_name in zip(
+        generated, inputs["attention_mask"], limits, names, strict=True
+    ):
+        row = row[:limit]
+        stopped = tokenizer.eos_token_id in row
+        length = row.index(tokenizer.eos_token_id) + 1 if stopped else len(row)
+        completions.append(
+            Completion(
+                text=tokenizer.decode(row[:length], skip_special_tokens=True).strip(),
+                model=model_name,
                 provider="local",
-                latency_ms=(time.perf_counter() - started) * 1000,
-                prompt_tokens=int(inputs["attention_mask"].sum()),
-                completion_tokens=output_tokens,
+                latency_ms=wall_ms * length / steps,
+                prompt_tokens=int(attention.sum()),
+                completion_tokens=length,
                 cost_usd=0.0,
-                finish_reason="length"
-                if output_tokens >= (options.max_tokens or DEFAULT_MAX_TOKENS)
-                else "stop",
+                finish_reason="stop" if stopped or length < limit else "length",
             )
         )
+    return completions
+
+
+def generate_into(
+    model: Any,
+    tokenizer: Any,
+    inputs: Any,
+    options: RequestOptions,
+    streamer: Any,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Run ``generate`` feeding ``streamer``; a failure ends the stream and is kept on it, for
+    :func:`read_stream` to raise on the reading side."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            model.generate(
+                **inputs, **generate_kwargs(tokenizer, options), **(extra or {}), streamer=streamer
+            )
+    except BaseException as exc:
+        streamer.failure = exc
+        streamer.end()
+
+
+def read_stream(
+    streamer: Any, tokenizer: Any, inputs: Any, options: RequestOptions, name: str
+) -> Iterator[StreamChunk]:
+    """The pieces a streamer receives, then the whole answer as a completion."""
+    started = time.perf_counter()
+    parts: list[str] = []
+    for piece in streamer:
+        if piece:
+            if not parts:
+                piece = piece.lstrip()
+            parts.append(piece)
+            yield StreamChunk(text=piece)
+    failure = streamer.failure
+    if failure is not None:
+        raise ProviderError(f"{name} failed while generating: {type(failure).__name__}: {failure}")
+    text = "".join(parts).strip()
+    output_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    yield StreamChunk(
+        completion=Completion(
+            text=text,
+            model=name,
+            provider="local",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            prompt_tokens=int(inputs["attention_mask"].sum()),
+            completion_tokens=output_tokens,
+            cost_usd=0.0,
+            finish_reason="length"
+            if output_tokens >= (options.max_tokens or DEFAULT_MAX_TOKENS)
+            else "stop",
+        )
+    )
 
 
 def token_streamer(tokenizer: Any) -> Any:
@@ -202,6 +251,7 @@ def token_streamer(tokenizer: Any) -> Any:
 
     class TokenStreamer(TextIteratorStreamer):
         released = ""
+        failure: BaseException | None = None  # set by ``generate_into`` when generate fails
 
         def put(self, value: Any) -> None:
             if len(value.shape) > 1:
