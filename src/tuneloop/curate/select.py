@@ -265,20 +265,14 @@ def stream_examples(
 
 
 def filter_clause(config: CurateConfig) -> ColumnElement[bool]:
-    """``filter_reason``'s rules as SQL, never stricter, so a stream reads only likely rows."""
-    unrated: ColumnElement[bool] = Interaction.reward.is_(None)
-    if not config.keep_unrated:
-        unrated = and_(unrated, Interaction.source == "synthetic")
-    rated = and_(
-        Interaction.reward >= config.min_reward,
-        or_(Interaction.quality.is_(None), Interaction.quality >= config.min_quality),
-    )
+    """The rows ``filter_reason`` keeps, as SQL (the same rules as the counts of what the
+    filters drop), and not invalid JSON unless corrected: a stream reads only likely rows."""
     valid = or_(
         Interaction.valid_json.is_(None),
         Interaction.valid_json == true(),
         Interaction.corrected_response.is_not(None),
     )
-    return and_(or_(unrated, rated), valid)
+    return and_(_sql_filter_reason(config).is_(None), valid)
 
 
 def _apply(
