@@ -24,6 +24,8 @@ import json
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -106,6 +108,17 @@ class FakeFineTuning:
 
     def calls_to(self, method: str, fragment: str) -> int:
         return sum(1 for m, path in self.calls if m == method and fragment in path)
+
+    @contextmanager
+    def job_call(
+        self, request: Request, job_id: str, missing: Callable[[str], Response]
+    ) -> Iterator[FakeJob | Response]:
+        """Record a request about one job and hold the lock while it is handled; the job, or
+        the provider's 404 when there is none."""
+        self.calls.append((request.method, request.url.path))
+        with self.lock:
+            job = self.jobs.get(job_id)
+            yield job if job is not None else missing(job_id)
 
 
 # -- shared helpers -----------------------------------------------------------------------------
@@ -328,17 +341,12 @@ def add_openai_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> None:
             state.jobs[job.id] = job
             return JSONResponse(_openai_job(job))
 
-    def found(job_id: str) -> FakeJob | Response:
-        job = state.jobs.get(job_id)
-        if job is None:
-            return _openai_error(404, f"Could not find fine-tune: {job_id}", "fine_tune_id")
-        return job
+    def missing(job_id: str) -> Response:
+        return _openai_error(404, f"Could not find fine-tune: {job_id}", "fine_tune_id")
 
     @app.get(f"{base}/fine_tuning/jobs/{{job_id}}")
     async def retrieve(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             _advance(job, "openai")
@@ -346,9 +354,7 @@ def add_openai_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> None:
 
     @app.get(f"{base}/fine_tuning/jobs/{{job_id}}/events")
     async def events(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             newest_first = [_openai_event(job, event) for event in reversed(job.events)]
@@ -362,9 +368,7 @@ def add_openai_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> None:
 
     @app.get(f"{base}/fine_tuning/jobs/{{job_id}}/checkpoints")
     async def checkpoints(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             data = [
@@ -383,9 +387,7 @@ def add_openai_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> None:
 
     @app.post(f"{base}/fine_tuning/jobs/{{job_id}}/cancel")
     async def cancel(job_id: str, request: Request) -> Response:
-        state.calls.append(("POST", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             if job.status in ("succeeded", "failed", "cancelled"):
@@ -572,17 +574,12 @@ def add_together_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> Non
             state.jobs[job.id] = job
             return JSONResponse(_together_job(job))
 
-    def found(job_id: str) -> FakeJob | Response:
-        job = state.jobs.get(job_id)
-        if job is None:
-            return _together_error(404, f"fine-tune job {job_id} not found")
-        return job
+    def missing(job_id: str) -> Response:
+        return _together_error(404, f"fine-tune job {job_id} not found")
 
     @app.get(f"{base}/fine-tunes/{{job_id}}")
     async def retrieve(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             _advance(job, "together")
@@ -590,18 +587,14 @@ def add_together_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> Non
 
     @app.get(f"{base}/fine-tunes/{{job_id}}/events")
     async def events(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             return JSONResponse({"data": [_together_event(event) for event in job.events]})
 
     @app.get(f"{base}/fine-tunes/{{job_id}}/checkpoints")
     async def checkpoints(job_id: str, request: Request) -> Response:
-        state.calls.append(("GET", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -620,9 +613,7 @@ def add_together_routes(app: FastAPI, prefix: str, state: FakeFineTuning) -> Non
 
     @app.post(f"{base}/fine-tunes/{{job_id}}/cancel")
     async def cancel(job_id: str, request: Request) -> Response:
-        state.calls.append(("POST", request.url.path))
-        with state.lock:
-            job = found(job_id)
+        with state.job_call(request, job_id, missing) as job:
             if isinstance(job, Response):
                 return job
             if job.status in ("completed", "error", "cancelled"):
