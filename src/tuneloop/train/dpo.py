@@ -29,7 +29,7 @@ from tuneloop.errors import TrainingError
 from tuneloop.store import JobEventKind, ProgressCallback
 from tuneloop.train.data import TokenizedExample, collate, tokenize_example
 from tuneloop.train.precision import autocast
-from tuneloop.train.recipe import Batch, FinetuneRecipe, TrainResult
+from tuneloop.train.recipe import Batch, FinetuneRecipe, TrainResult, finetune
 
 
 @dataclass(frozen=True)
@@ -266,12 +266,15 @@ def dpo_finetune(
 ) -> TrainResult:
     """Train a LoRA adapter with DPO on ``train_pairs`` (OpenAI DPO lines); save it to
     ``out_dir``. Options as for :func:`tuneloop.train.recipe.finetune`."""
-    recipe = DpoRecipe(
+    return finetune(
         config,
-        out_dir=out_dir,
+        train_pairs,
+        eval_pairs,
+        out_dir,
         parent_adapter=parent_adapter,
         on_event=on_event,
         checkpoint_dir=checkpoint_dir,
+        resume_from=resume_from,
         available_bytes=available_bytes,
+        recipe_class=DpoRecipe,
     )
-    return recipe.run(train_pairs, eval_pairs, resume_from=resume_from)

@@ -115,6 +115,7 @@ def finetune(
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
     available_bytes: int | None = None,
+    recipe_class: type[FinetuneRecipe] | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` on chat examples; save the adapter (or full model).
 
@@ -122,7 +123,7 @@ def finetune(
     (a checkpoint folder) continues from one. ``available_bytes`` replaces the memory this
     machine reports (for tests and for leaving room to other work).
     """
-    recipe = FinetuneRecipe(
+    recipe = (recipe_class or FinetuneRecipe)(
         config,
         out_dir=out_dir,
         parent_adapter=parent_adapter,
