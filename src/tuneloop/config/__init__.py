@@ -1,7 +1,7 @@
 """One typed configuration, read from ``tuneloop.toml`` with ``TUNELOOP_*`` environment overrides.
 
-Precedence, lowest first: the defaults in ``models.py`` (the sections), the TOML file, then
-environment variables named ``TUNELOOP_<SECTION>__<KEY>`` (for example
+Precedence, lowest first: the defaults of the sections (``models.py``, ``train.py``), the TOML
+file, then environment variables named ``TUNELOOP_<SECTION>__<KEY>`` (for example
 ``TUNELOOP_TRAIN__EPOCHS=5``, or ``TUNELOOP_WORKSPACE`` for a top-level key). Secrets never live
 here: provider settings name the environment variable that holds a key, and a secret-looking key
 with a value in the file is refused. ``loading.py`` reads the file and the environment and writes
@@ -28,16 +28,18 @@ from tuneloop.config.models import (
     CurateConfig,
     EvaluateConfig,
     GatewayConfig,
-    HostedSettings,
-    OpenAITrainConfig,
     OutputConfig,
     PriceConfig,
     ProviderSettings,
     RewardTable,
     Section,
     StoreConfig,
-    TogetherTrainConfig,
     TrafficConfig,
+)
+from tuneloop.config.train import (
+    HostedSettings,
+    OpenAITrainConfig,
+    TogetherTrainConfig,
     TrainConfig,
 )
 
