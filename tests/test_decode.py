@@ -1,37 +1,151 @@
-"""The lean decode loop answers exactly what transformers' greedy ``generate`` answers."""
+"""The lean decoder answers exactly what transformers' greedy ``generate`` answers."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from tuneloop.hfmodels import load_pretrained
-from tuneloop.providers.decode import greedy_decode
+from tuneloop.providers.decode import LeanDecoder
+
+WORDS = ["login", "settings", "search results with filters", "checkout", "map", "cart"]
 
 
-@pytest.mark.slow
-def test_greedy_decode_matches_generate_and_forces_length() -> None:
+def _prompts(tokenizer: Any, count: int = len(WORDS)) -> Any:
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"Design a mobile {word} screen"}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for word in WORDS[:count]
+    ]
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _generate(model: Any, inputs: Any, limit: int, eos: int | None, pad: int) -> list[list[int]]:
+    """transformers' greedy answers, each cut after its first EOS."""
     import torch
 
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs, max_new_tokens=limit, do_sample=False, eos_token_id=eos, pad_token_id=pad
+        )
+    rows = output[:, inputs["input_ids"].shape[1] :].tolist()
+    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
+
+def test_left_padded_batch_matches_generate_token_for_token() -> None:
     tokenizer, model = load_pretrained("builtin:tiny")
     model.eval()
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Design a mobile settings screen"}],
-        add_generation_prompt=True,
-        tokenize=False,
+    decoder = LeanDecoder.from_model(model)
+    assert decoder is not None
+    inputs = _prompts(tokenizer)
+    assert not bool(inputs["attention_mask"].all())  # the prompts really are padded
+    expected = _generate(model, inputs, 40, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    heard: list[tuple[int, int]] = []
+    ours = decoder.generate(
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        [40] * len(WORDS),
+        eos_token_id=tokenizer.eos_token_id,
+        on_token=lambda row, token: heard.append((row, token)),
     )
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        expected = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=24,
-            do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )[0, ids.shape[1] :].tolist()
-    ours = greedy_decode(model, ids, max_new_tokens=24, eos_token_id=tokenizer.eos_token_id)
     assert ours == expected
-    forced = greedy_decode(model, ids, max_new_tokens=30, eos_token_id=0, force_length=True)
-    assert len(forced) == 30 and forced[: len(ours)] == ours[: len(forced)]
-    with pytest.raises(ValueError, match="one stream"):
-        greedy_decode(model, ids.repeat(2, 1), max_new_tokens=2)
+    assert sorted(heard) == sorted((row, t) for row, tokens in enumerate(ours) for t in tokens)
+
+
+def test_rows_keep_their_own_limits_and_force_length_suppresses_eos() -> None:
+    tokenizer, model = load_pretrained("builtin:tiny")
+    model.eval()
+    decoder = LeanDecoder.from_model(model)
+    assert decoder is not None
+    inputs = _prompts(tokenizer, 3)
+    limits = [3, 30, 7]
+    ours = decoder.generate(
+        inputs["input_ids"], inputs["attention_mask"], limits, eos_token_id=tokenizer.eos_token_id
+    )
+    full = _generate(model, inputs, 30, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    assert ours == [row[:limit] for row, limit in zip(full, limits, strict=True)]
+    forced = decoder.generate(
+        inputs["input_ids"][:1],
+        inputs["attention_mask"][:1],
+        [50],
+        eos_token_id=tokenizer.eos_token_id,
+        force_length=True,
+    )[0]
+    assert len(forced) == 50 and tokenizer.eos_token_id not in forced
+    with pytest.raises(ValueError, match="token limits"):
+        decoder.generate(inputs["input_ids"], inputs["attention_mask"], [5], eos_token_id=None)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"num_key_value_heads": 4, "tie_word_embeddings": False},  # no GQA, own output layer
+        {"num_key_value_heads": 1, "rope_parameters": {"rope_type": "linear", "factor": 2.0}},
+    ],
+)
+def test_other_llama_shapes_match_generate(shape: dict[str, Any]) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        head_dim=16,
+        max_position_embeddings=256,
+        **{"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}, **shape},
+    )
+    model = LlamaForCausalLM(config).eval()
+    decoder = LeanDecoder.from_model(model)
+    assert decoder is not None
+    input_ids = torch.randint(3, 300, (3, 12))
+    mask = torch.ones_like(input_ids)
+    mask[1, :4] = 0
+    mask[2, :9] = 0
+    inputs = {"input_ids": input_ids, "attention_mask": mask}
+    expected = _generate(model, inputs, 20, None, 0)
+    assert decoder.generate(input_ids, mask, [20] * 3, eos_token_id=None) == expected
+
+
+def test_models_it_cannot_run_exactly_are_left_to_generate() -> None:
+    import torch
+
+    _, model = load_pretrained("builtin:tiny")
+    assert LeanDecoder.from_model(model.to(torch.float64)) is None  # not fp32
+    model.config.attention_bias = True
+    assert LeanDecoder.from_model(model.to(torch.float32)) is None
+    assert LeanDecoder.from_model(object()) is None
+
+
+def test_the_local_provider_answers_and_streams_through_the_decoder() -> None:
+    from tuneloop.providers import RequestOptions
+    from tuneloop.providers.local import LocalModelProvider, generate_batch
+
+    provider = LocalModelProvider("builtin:tiny", device="cpu")
+    greedy = RequestOptions(max_tokens=24, temperature=0.0)
+    conversations = [[{"role": "user", "content": f"Design a mobile {w} screen"}] for w in WORDS]
+    answers = provider.complete_batch(conversations, options=greedy)
+    assert provider._decoder is not None
+    by_generate = generate_batch(
+        provider._model,
+        provider._tokenizer,
+        conversations,
+        [greedy] * len(conversations),
+        device="cpu",
+        name=provider.name,
+    )
+    assert [a.text for a in answers] == [a.text for a in by_generate]
+    assert [a.finish_reason for a in answers] == [a.finish_reason for a in by_generate]
+    chunks = list(provider.stream(conversations[0], options=greedy))
+    pieces = [chunk.text for chunk in chunks if chunk.text]
+    final = chunks[-1].completion
+    assert len(pieces) > 1 and final is not None
+    assert "".join(pieces).strip() == final.text == answers[0].text

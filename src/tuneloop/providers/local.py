@@ -17,6 +17,7 @@ from tuneloop.providers.base import (
     StreamChunk,
     resolve_options,
 )
+from tuneloop.providers.decode import LeanDecoder
 from tuneloop.providers.errors import ProviderError
 
 DEFAULT_MAX_TOKENS = 512
@@ -26,8 +27,10 @@ class LocalModelProvider(BaseProvider):
     """Greedy or sampled generation with a Hugging Face model; loads lazily on first use.
 
     An adapter is merged into the base weights at load time: inference then costs the same as
-    the base model, which is what the latency numbers should reflect. ``acomplete`` runs the
-    generation in a worker thread; ``stream`` yields text as ``generate`` produces it.
+    the base model, which is what the latency numbers should reflect. Greedy requests on a CPU
+    decode with :class:`LeanDecoder` where the model allows, the rest with ``generate``.
+    ``acomplete`` runs the generation in a worker thread; ``stream`` yields text as it is
+    decoded.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class LocalModelProvider(BaseProvider):
         self.name = name or (f"local:{base_model}" + (f"+{self.adapter}" if self.adapter else ""))
         self._model: Any = None
         self._tokenizer: Any = None
+        self._decoder: LeanDecoder | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> None:
@@ -56,6 +60,7 @@ class LocalModelProvider(BaseProvider):
             tokenizer, model = load_with_adapter(self.base_model, self.adapter, ProviderError)
             self.device = device
             model.to(device).eval()
+            self._decoder = LeanDecoder.from_model(model)
             self._tokenizer, self._model = tokenizer, model
 
     def _complete(self, messages: list[Message], options: RequestOptions) -> Completion:
@@ -88,6 +93,7 @@ class LocalModelProvider(BaseProvider):
             [options] * len(conversations),
             device=self.device,
             name=self.name,
+            decoder=self._decoder,
         )
 
     def _stream(self, messages: list[Message], options: RequestOptions) -> Iterator[StreamChunk]:
@@ -97,7 +103,9 @@ class LocalModelProvider(BaseProvider):
         inputs = chat_inputs(self._tokenizer, [messages], self.device)
 
         def run() -> None:
-            generate_into(self._model, self._tokenizer, inputs, options, streamer)
+            generate_into(
+                self._model, self._tokenizer, inputs, options, streamer, decoder=self._decoder
+            )
 
         threading.Thread(target=run, name=f"generate {self.name}", daemon=True).start()
         yield from read_stream(streamer, self._tokenizer, inputs, options, self.name)
@@ -116,6 +124,11 @@ def chat_inputs(tokenizer: Any, conversations: list[list[Message]], device: str)
     return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
         device
     )
+
+
+def is_greedy(options: RequestOptions) -> bool:
+    """No temperature asked for: the answer is the argmax path."""
+    return not options.temperature or options.temperature <= 0
 
 
 def generate_kwargs(tokenizer: Any, options: RequestOptions) -> dict[str, Any]:
@@ -143,24 +156,34 @@ def generate_batch(
     device: str,
     name: str | list[str],
     extra: dict[str, Any] | None = None,
+    decoder: LeanDecoder | None = None,
 ) -> list[Completion]:
-    """One left-padded ``generate`` call for several conversations. The batch decodes as far
-    as its longest ``max_tokens`` (the sampling settings are the first request's: callers batch
-    only requests that share them) and each answer is cut at its own. Each answer's latency is
-    the batch's wall time scaled by its share of the decoding steps. ``name`` is the model
-    name of every answer, or one per conversation."""
+    """Several conversations decoded together, left-padded: by ``decoder`` when there is one
+    and the requests are greedy (each row stops at its own end), else in one ``generate`` call
+    that decodes as far as the longest ``max_tokens``, each answer then cut at its own (the
+    sampling settings are the first request's: callers batch only requests that share them).
+    Each answer's latency is the batch's wall time scaled by its share of the decoding steps.
+    ``name`` is the model name of every answer, or one per conversation."""
     import torch
 
     inputs = chat_inputs(tokenizer, conversations, device)
-    limits = [option.max_tokens or DEFAULT_MAX_TOKENS for option in options]
-    kwargs = {**generate_kwargs(tokenizer, options[0]), "max_new_tokens": max(limits)}
-    prompt_length = inputs["input_ids"].shape[1]
+    limits = [max(1, option.max_tokens or DEFAULT_MAX_TOKENS) for option in options]
     started = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(**inputs, **kwargs, **(extra or {}))
+    if decoder is not None and is_greedy(options[0]):
+        generated = decoder.generate(
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            limits,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    else:
+        kwargs = {**generate_kwargs(tokenizer, options[0]), "max_new_tokens": max(limits)}
+        prompt_length = inputs["input_ids"].shape[1]
+        with torch.inference_mode():
+            output = model.generate(**inputs, **kwargs, **(extra or {}))
+        generated = output[:, prompt_length:].tolist()
     wall_ms = (time.perf_counter() - started) * 1000
-    generated = output[:, prompt_length:].tolist()
-    steps = max(1, len(generated[0]) if generated else 1)
+    steps = max(1, max((len(row) for row in generated), default=1))
     names = name if isinstance(name, list) else [name] * len(conversations)
     completions = []
     for row, attention, limit, model_name in zip(
@@ -191,12 +214,25 @@ def generate_into(
     options: RequestOptions,
     streamer: Any,
     extra: dict[str, Any] | None = None,
+    decoder: LeanDecoder | None = None,
 ) -> None:
-    """Run ``generate`` feeding ``streamer``; a failure ends the stream and is kept on it, for
+    """Decode one conversation feeding ``streamer`` (with ``decoder`` when there is one and the
+    request is greedy, else ``generate``); a failure ends the stream and is kept on it, for
     :func:`read_stream` to raise on the reading side."""
     import torch
 
     try:
+        if decoder is not None and is_greedy(options):
+            streamer.put(inputs["input_ids"][0])  # the prompt, which the streamer skips
+            decoder.generate(
+                inputs["input_ids"],
+                inputs["attention_mask"],
+                [max(1, options.max_tokens or DEFAULT_MAX_TOKENS)],
+                eos_token_id=tokenizer.eos_token_id,
+                on_token=lambda _row, token: streamer.put(torch.tensor([token])),
+            )
+            streamer.end()
+            return
         with torch.inference_mode():
             model.generate(
                 **inputs, **generate_kwargs(tokenizer, options), **(extra or {}), streamer=streamer

@@ -36,6 +36,7 @@ from tuneloop.providers.base import (
     RequestOptions,
     StreamChunk,
 )
+from tuneloop.providers.decode import LeanDecoder
 from tuneloop.providers.errors import ProviderError, ProviderTimeout
 from tuneloop.providers.local import (
     chat_inputs,
@@ -82,6 +83,7 @@ class SharedBase:
         self._closed = False
         self._model: Any = None
         self._tokenizer: Any = None
+        self._decoder: LeanDecoder | None = None  # the plain base's fast path (greedy rows)
         self._thread = threading.Thread(target=self._work, name=f"batch {base_model}", daemon=True)
         self._thread.start()
 
@@ -161,11 +163,15 @@ class SharedBase:
         extra = self._adapter_names(batch)
         self.batches += 1
         first = batch[0]
+        # the lean decoder runs the base's own weights: for batches with no adapter row
+        decoder = self._decoder if all(job.adapter is None for job in batch) else None
         if first.stream:
             streamer = token_streamer(self._tokenizer)
             inputs = chat_inputs(self._tokenizer, [first.messages], self.device)
             first.future.set_result((streamer, inputs))  # the caller reads while it decodes
-            generate_into(self._model, self._tokenizer, inputs, first.options, streamer, extra)
+            generate_into(
+                self._model, self._tokenizer, inputs, first.options, streamer, extra, decoder
+            )
             return
         completions = generate_batch(
             self._model,
@@ -175,6 +181,7 @@ class SharedBase:
             device=self.device,
             name=[job.name for job in batch],
             extra=extra,
+            decoder=decoder,
         )
         for job, completion in zip(batch, completions, strict=True):
             job.future.set_result(completion)
@@ -191,6 +198,7 @@ class SharedBase:
         self.device = pick_device(self.device_preference, ProviderError)
         self._tokenizer, model = load_with_adapter(self.base_model, self.merged, ProviderError)
         self._model = model.to(self.device).eval()
+        self._decoder = LeanDecoder.from_model(self._model)
 
     def _adapter_names(self, batch: list[_Job]) -> dict[str, Any]:
         """``generate``'s ``adapter_names`` for the batch, loading adapters seen for the first
