@@ -289,10 +289,10 @@ class LeanDecoder:
         rotation = self._rotations(positions)  # (batch, dim, dim)
         attend_bias = bias[..., :seen] if bias is not None else None
         x = self.embed[tokens]  # (batch, hidden)
-        for index, layer in enumerate(self.layers):
+        layer_caches = zip(self.layers, keys.unbind(0), values.unbind(0), strict=True)
+        for layer, layer_keys, layer_values in layer_caches:
             qkv = layer.qkv(self._norm(x, layer.input_norm))
             qk = torch.bmm(qkv[:, :rotated].view(batch, heads + kv_heads, dim), rotation)
-            layer_keys, layer_values = keys[index], values[index]
             layer_keys[..., column] = qk[:, heads:]
             layer_values[:, :, column] = qkv[:, rotated:].view(batch, kv_heads, dim)
             query = qk[:, :heads].view(batch, kv_heads, heads // kv_heads, dim)
