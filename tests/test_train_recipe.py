@@ -145,7 +145,9 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_the_padded_one() -> None:
         results.append((loss.item(), model.model.embed_tokens.weight.grad.clone()))
     (padded_loss, padded_grad), (packed_loss, packed_grad) = results
     assert packed_loss == pytest.approx(padded_loss, abs=1e-5)
-    assert torch.allclose(packed_grad, padded_grad, atol=1e-6)
+    # Summation order differs between the two layouts: float noise is ~2e-6 on gradients up to
+    # 1.3 on some CPUs, while a leak across packed sequences moves them by ~0.3.
+    assert torch.allclose(packed_grad, padded_grad, atol=1e-5)
 
 
 @pytest.fixture
