@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install base-model clean
+.PHONY: demo test test-fast lint install base-model bench-peers clean
 
 install: $(STAMP)
 
@@ -41,5 +41,15 @@ lint: $(STAMP)
 base-model: $(STAMP)
 	$(BIN)/python scripts/build_base_model.py --out src/tuneloop/assets/base_model --minutes 110
 
+# Peers that the benchmarks run beside tuneloop but that cannot share its environment: LiteLLM's
+# proxy (bench/gateway_overhead.py) pins its own versions of openai, fastapi and others.
+bench-peers: .venv-peers/.installed
+
+.venv-peers/.installed:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --upgrade pip
+	.venv-peers/bin/python -m pip install -q "litellm[proxy]"
+	touch .venv-peers/.installed
+
 clean:
-	rm -rf $(VENV) .tuneloop .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers .tuneloop .pytest_cache .ruff_cache

@@ -7,8 +7,10 @@ concurrency. Reported: added latency (p50, p99) of each proxy over the direct ca
 per worker process at that concurrency, and the share of the gateway's answered calls that
 reached its store (read after the gateway drained on SIGTERM).
 
-LiteLLM runs from the ``litellm`` executable given with ``--litellm`` (default: the one on PATH
-or beside this Python). Without it the peer is null and the reason is printed.
+LiteLLM runs from the ``litellm`` executable given with ``--litellm`` (default: the one beside
+this Python, in ``.venv-peers`` made by ``make bench-peers``, or on PATH). Its proxy pins its
+own versions of shared packages, so it lives in a virtual environment of its own. Without it
+the peer is null and the reason is printed.
 
     python bench/gateway_overhead.py [--requests 2000] [--concurrency 16] [--delay-ms 20]
 """
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 
 TASK = "bench-task"
+PEERS_VENV = Path(__file__).resolve().parent.parent / ".venv-peers"  # `make bench-peers`
 BODY_MODEL = "fake-model"
 
 
@@ -150,8 +153,10 @@ def rss_mb(pid: int) -> float:
 def find_litellm(given: str | None) -> str | None:
     if given:
         return given if Path(given).exists() else None
-    beside = Path(sys.executable).parent / "litellm"
-    return str(beside) if beside.exists() else shutil.which("litellm")
+    for folder in (Path(sys.executable).parent, PEERS_VENV / "bin"):
+        if (folder / "litellm").exists():
+            return str(folder / "litellm")
+    return shutil.which("litellm")
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -378,8 +383,7 @@ def main() -> None:
         litellm = find_litellm(args.litellm)
         if litellm is None:
             print(
-                "litellm not found (pip install 'litellm[proxy]' or pass --litellm): "
-                "no peer measured",
+                "litellm not found (run `make bench-peers` or pass --litellm): no peer measured",
                 flush=True,
             )
         else:
