@@ -139,3 +139,49 @@ def test_a_record_capture_refuses_is_reported_and_the_rest_stored(
     assert refused == ["call-000001"]
     assert sorted(stored_keys(client)) == ["call-000000", "call-000002"]
     client.close()
+
+
+class Stuck:
+    """Capture's writer on a store that hangs: the first write waits until released."""
+
+    def __init__(self, client: Tuneloop) -> None:
+        self.client = client
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def log_many(self, records: Iterable[Mapping[str, Any]]) -> list[str | None]:
+        records = list(records)
+        self.entered.set()
+        self.release.wait(10)
+        return self.client.log_many(records)
+
+
+def test_closing_while_a_write_hangs_spills_the_batch_in_flight_too(
+    config_factory: Any, tmp_path: Path
+) -> None:
+    config: Config = config_factory()
+    client = Tuneloop(config)
+    stuck = Stuck(client)
+    log = CallLog(stuck, spill_dir=tmp_path / "spill", batch_size=5, flush_s=0.01)
+    log.start()
+    for number in range(5):
+        log.submit(record(number))
+    assert stuck.entered.wait(5)  # the writer holds calls 0-4 in a write that does not return
+    for number in range(5, 8):
+        log.submit(record(number))
+    log.close(timeout=0.2)  # shutdown gives up on the writer: the process may now exit
+    [spill] = list((tmp_path / "spill").glob("*.jsonl"))
+    spilled = [json.loads(line)["id"] for line in spill.read_text().splitlines()]
+    assert spilled == [f"call-{n:06d}" for n in range(8)]  # in flight first, then the queue
+    # The hung write commits after all; the next process replays the file: each call once.
+    stuck.release.set()
+    deadline = time.monotonic() + 10
+    while len(stored_keys(client)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = CallLog(client, spill_dir=tmp_path / "spill", flush_s=0.01)
+    second.start()
+    while spill.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second.close()
+    assert sorted(stored_keys(client)) == [f"call-{n:06d}" for n in range(8)]
+    client.close()

@@ -68,6 +68,7 @@ class CallLog:
         self._spill_path = spill_dir / f"spill-{os.getpid()}-{time.time_ns()}.jsonl"
         self._spill: IO[str] | None = None
         self._spilled_lines = 0
+        self._in_flight: list[Queued] = []  # taken from the queue, not yet stored or spilled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tuneloop-call-log", daemon=True)
         self._next_retry = 0.0
@@ -99,11 +100,18 @@ class CallLog:
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Drain: write what is queued (or spill it when the store is down), then stop."""
+        """Drain: write what is queued (or spill it when the store is down), then stop.
+
+        A writer still busy after ``timeout`` (a slow store) is left to finish, but the batch
+        it holds is spilled with the rest of the queue first: the process may exit before that
+        write commits. Should it commit after all, the spilled copy is stored once on replay
+        (idempotency keys)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         leftover = self._take_all()
+        if self._thread.is_alive():
+            leftover = list(self._in_flight) + leftover
         if leftover:
             self._append_spill([record for _, record in leftover])
         with self._spill_lock:
@@ -119,6 +127,7 @@ class CallLog:
             batch = self._take_batch()
             if batch:
                 self._write_or_spill(batch)
+                self._in_flight = []
             elif self._spilled_lines and time.monotonic() >= self._next_retry:
                 self._replay_own()
             if self._stop.is_set() and self._queue.empty():
@@ -128,7 +137,9 @@ class CallLog:
                 return
 
     def _take_batch(self) -> list[Queued]:
+        """Up to ``batch_size`` records; gathered in ``_in_flight``, where ``close`` sees them."""
         batch: list[Queued] = []
+        self._in_flight = batch
         try:
             batch.append(self._queue.get(timeout=self.flush_s))
         except queue.Empty:
