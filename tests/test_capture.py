@@ -753,3 +753,67 @@ def test_quality_judges_the_corrected_label(client: Tuneloop) -> None:
     assert row.corrected_response == '{"type": "FRAME", "children": []}'
     assert row.quality == 3 + 1  # structurally valid label + accepted with edits
     assert row.valid_json is False  # what the model answered is still recorded as broken
+
+
+def _derived(client: Tuneloop, keys: list[str]) -> list[tuple[Any, ...]]:
+    """Per call, in order: what capture derives from its neighbours (reward, quality, signals)."""
+    with client.store.session() as session:
+        rows = {
+            row.idempotency_key: row
+            for row in session.scalars(
+                select(Interaction).where(Interaction.idempotency_key.in_(keys))
+            )
+        }
+        return [
+            (
+                rows[key].reward,
+                rows[key].quality,
+                sorted(f.kind for f in rows[key].feedback),
+            )
+            for key in keys
+        ]
+
+
+def test_back_dated_calls_score_the_same_in_one_batch_as_one_by_one(
+    config_factory: Callable[..., Config],
+) -> None:
+    """A gateway backlog arrives back-dated and mostly in order: one ``log_many`` must derive
+    what logging each call in its own transaction derives, late arrivals included. (Calls
+    of one session at the same instant have no order: ties are left out.)"""
+    import random
+
+    generator = random.Random(7)
+    calls: list[dict[str, Any]] = []
+    when = T0
+    for number in range(60):
+        when += timedelta(seconds=generator.choice([1, 4, 9, 40]))
+        late = generator.random() < 0.15  # an older call arriving after newer ones
+        created = when - timedelta(seconds=generator.choice([5, 30])) if late else when
+        calls.append(
+            {
+                "id": f"call-{number}",
+                "messages": [{"role": "user", "content": f"screen {generator.randrange(3)}"}],
+                "response": ANSWER,
+                "session_id": f"s{generator.randrange(3)}",
+                "tenant": generator.choice(["t", None]),
+                "created_at": created.isoformat(),
+            }
+        )
+
+    def copy(prefix: str) -> list[dict[str, Any]]:  # one store: own ids and sessions per copy
+        return [
+            {**call, "id": prefix + call["id"], "session_id": prefix + call["session_id"]}
+            for call in calls
+        ]
+
+    client = Tuneloop(config_factory())
+    batched, single = copy("a-"), copy("b-")
+    for start in range(0, len(batched), 25):
+        client.log_many(batched[start : start + 25])
+    for call in single:
+        client.log_many([call])
+    derived = _derived(client, [call["id"] for call in single])
+    assert _derived(client, [call["id"] for call in batched]) == derived
+    assert any("regenerated" in kinds for *_, kinds in derived)
+    assert len({reward for reward, *_ in derived}) > 1
+    client.close()

@@ -118,19 +118,21 @@ class Batch:
             self._detect_regenerate(interaction, dated)
         if interaction.session_id is not None:
             key = (interaction.session_id, interaction.tenant)
-            if dated:
+            # A back-dated call newer than every call known for its session (a gateway backlog
+            # written in order) is appended like a live one: no lookups.
+            if dated and not _appends(self._latest, self._known_sessions, key, interaction):
                 self._latest.pop(key, None)
                 self._known_sessions.discard(key)
                 previous = self._previous_in_session(interaction)
                 follows = scoring.continued(self.session, interaction)
             elif key in self._latest or key in self._known_sessions:
                 previous = self._latest.get(key)
+                self._latest[key] = interaction
             else:
                 previous = self._previous_in_session(interaction)
+                self._latest[key] = interaction
             if previous is not None:  # this call is its next one: did the user go on?
                 self._rescore(previous, previous.prompt_hash != interaction.prompt_hash)
-            if not dated:
-                self._latest[key] = interaction
         self._follows[interaction.id] = follows
         apply_scores(interaction, [], follows)
         return interaction.id
@@ -152,17 +154,19 @@ class Batch:
             )
             self._keys.update({key: interaction_id for key, interaction_id in stored if key})
             self._known_keys.update(chunk)
-        live = [
+        live = [  # back-dated rows too: appended in order, they use what is loaded here
             row
             for row in rows
-            if "created_at" not in row
-            and (row.get("tenant") is not None or row.get("session_id") is not None)
+            if (row.get("tenant") is not None or row.get("session_id") is not None)
             and row.get("tenant") not in self.opted_out
         ]
         prompts = {
             (row["prompt_hash"], row.get("tenant"), row.get("session_id")) for row in live
         } - self._known_prompts
-        since = utcnow() - timedelta(seconds=self.capture.regenerate_window_s)
+        oldest = min(
+            (to_utc(row["created_at"]) for row in live if "created_at" in row), default=utcnow()
+        )
+        since = min(oldest, utcnow()) - timedelta(seconds=self.capture.regenerate_window_s)
         hashes = sorted({prompt for prompt, _, _ in prompts})
         # Only the newest call of each (prompt, tenant, session) of this batch matters: filter by
         # the batch's sessions (or tenants, for calls without a session) and keep the newest in
@@ -255,6 +259,8 @@ class Batch:
         """
         key = (interaction.prompt_hash, interaction.tenant, interaction.session_id)
         since = interaction.created_at - timedelta(seconds=self.capture.regenerate_window_s)
+        if dated and _appends(self._recent, self._known_prompts, key, interaction):
+            dated = False  # newer than every known call with this prompt: as if live
         if not dated and (key in self._recent or key in self._known_prompts):
             earlier = self._recent.get(key)
             if earlier is not None and to_utc(earlier.created_at) < since:
@@ -381,6 +387,17 @@ class Batch:
             events.append((to_utc(when), len(events), (kind, data, reward)))
         self._rescore(interaction)
         return reward
+
+
+def _appends(
+    cache: dict[Any, Interaction], known: set[Any], key: Any, interaction: Interaction
+) -> bool:
+    """Whether ``interaction`` comes strictly after every call under ``key`` that ``cache``
+    knows, and the cache is complete for that key (loaded, or created in this batch)."""
+    if key not in cache and key not in known:
+        return False
+    newest = cache.get(key)
+    return newest is None or to_utc(newest.created_at) < to_utc(interaction.created_at)
 
 
 def _keep_latest(cache: dict[Any, Interaction], key: Any, row: Interaction) -> None:
