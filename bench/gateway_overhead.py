@@ -353,17 +353,23 @@ def main() -> None:
         )
         results.append(ours)
         soaked: list[float] = []
-        if args.soak:
-            soaked, _, _ = asyncio.run(
+        soak_rss: list[float] = []  # after each tenth of the soak: flat, or growing?
+        step = max(1, args.soak // 10)
+        for start in range(0, args.soak, step):
+            latencies, _, _ = asyncio.run(
                 drive(
                     f"http://127.0.0.1:{gw_port}/v1/chat/completions",
                     TASK,
-                    args.soak,
+                    min(step, args.soak - start),
                     args.concurrency,
                     3600,
                     {"Authorization": f"Bearer {key}"},
                 )
             )
+            soaked += latencies
+            soak_rss.append(round(rss_mb(gateway.pid), 1))
+        if soak_rss:
+            print(f"    gateway RSS during the soak (MB, every {step}): {soak_rss}", flush=True)
         rss_end = rss_mb(gateway.pid)
         print(
             f"    gateway RSS: {rss_start:.0f} MB after start, {rss_end:.0f} MB after "
@@ -443,6 +449,7 @@ def main() -> None:
         "logged": round(logged, 4),
         "rss_mb_start": round(rss_start, 1),
         "rss_mb_end": round(rss_end, 1),
+        "rss_mb_soak": soak_rss,
         "peer_p50_ms": round(peer["p50_ms"] - direct["p50_ms"], 2) if peer else None,
         "peer_p99_ms": round(peer["p99_ms"] - direct["p99_ms"], 2) if peer else None,
         "direct_req_s": round(direct["req_s"], 1),
