@@ -133,12 +133,11 @@ def is_greedy(options: RequestOptions) -> bool:
 
 def generate_kwargs(tokenizer: Any, options: RequestOptions) -> dict[str, Any]:
     """``generate``'s arguments for one request's options (greedy unless a temperature)."""
-    temperature = options.temperature or 0.0
-    sampling: dict[str, Any] = (
-        {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    )
-    if options.top_p is not None and temperature > 0:
-        sampling["top_p"] = options.top_p
+    sampling: dict[str, Any] = {"do_sample": False}
+    if not is_greedy(options):
+        sampling = {"do_sample": True, "temperature": options.temperature}
+        if options.top_p is not None:
+            sampling["top_p"] = options.top_p
     return {
         "max_new_tokens": options.max_tokens or DEFAULT_MAX_TOKENS,
         "eos_token_id": tokenizer.eos_token_id,
