@@ -115,6 +115,37 @@ def test_other_llama_shapes_match_generate(shape: dict[str, Any]) -> None:
     assert decoder.generate(input_ids, mask, [20] * 3, eos_token_id=None) == expected
 
 
+@pytest.mark.parametrize("packed_from", [1, 8, 10**6])
+def test_each_weight_layout_gives_the_same_product(packed_from: int) -> None:
+    """Whichever layout the calibration picks for a row count, the product is ``x @ W.T``."""
+    import torch
+
+    from tuneloop.providers.decode import _Linear
+
+    torch.manual_seed(0)
+    weight = torch.randn(48, 32)
+    choices: dict[tuple[int, int], int] = {(32, 48): packed_from}  # skip the timing
+    linear = _Linear(weight, choices)
+    for rows in (1, 7, 8, 40):
+        x, residual = torch.randn(rows, 32), torch.randn(rows, 48)
+        torch.testing.assert_close(linear(x), x @ weight.T)
+        torch.testing.assert_close(linear.add_product(residual, x), residual + x @ weight.T)
+    three_d = torch.randn(2, 5, 32)
+    torch.testing.assert_close(linear(three_d), three_d @ weight.T)
+
+
+def test_calibration_measures_each_shape_once() -> None:
+    from tuneloop.providers.decode import CALIBRATION_ROWS
+
+    _, model = load_pretrained("builtin:tiny")
+    decoder = LeanDecoder.from_model(model)
+    assert decoder is not None
+    linears = [decoder.head] + [layer.qkv for layer in decoder.layers]
+    choices = {linear.packed_from for linear in linears[1:]}
+    assert len(choices) == 1  # one measurement for the six same-shaped layers
+    assert all(1 <= linear.packed_from <= CALIBRATION_ROWS[-1] + 1 for linear in linears)
+
+
 def test_models_it_cannot_run_exactly_are_left_to_generate() -> None:
     import torch
 

@@ -4,9 +4,10 @@
 calls, cache objects, mask building, logits processors and stopping criteria. On a CPU, for the
 small models tuneloop trains, that bookkeeping costs several times the matrix products
 themselves, and one gateway request waits for it once per answer token. This decoder holds the
-same weights in the layout the CPU multiplies fastest (query/key/value and gate/up fused, each
-matrix packed once for oneDNN, whose small-batch products run 1.4–3× faster than the default
-BLAS here), keeps a static key/value cache, and does per step only what a greedy step needs.
+same weights in the layouts the CPU multiplies fastest (query/key/value and gate/up fused; each
+matrix packed for oneDNN and/or stored transposed, whichever measures faster for the row
+count at hand; norm weights and the attention scale folded into the products), keeps a static
+key/value cache, and does per step only what a greedy step needs.
 
 It answers what greedy ``generate`` answers (the tests compare token for token) for left-padded
 batches, each row with its own token limit; rows that finish leave the batch. Sampling,
@@ -24,39 +25,94 @@ SUPPORTED_TYPES = ("llama", "mistral")
 COMPACT_SHARE = 0.75  # drop finished rows from the cache once this share or fewer are active
 
 
-class _Linear:
-    """``x @ weight.T`` with the weight prepared once: packed for oneDNN where this torch has
-    it, else stored transposed (the layout a row-vector product reads contiguously)."""
+CALIBRATION_ROWS = (1, 2, 4, 8, 16, 32, 64)  # the row counts a kernel choice is measured at
 
-    def __init__(self, weight: Any) -> None:
+
+class _Linear:
+    """``x @ weight.T`` through whichever of two layouts is faster for ``x``'s row count.
+
+    oneDNN's packed weights multiply many rows fastest, but on some CPUs (AVX2 without
+    AVX-512) each packed call has a fixed cost that makes one row — a single stream — 2–4×
+    slower than a plain product with the weight stored transposed. Which layout wins, and
+    from how many rows, differs by machine and shape, so :meth:`_calibrate` measures it
+    when the decoder is built; a layout that never wins is not kept.
+    """
+
+    def __init__(self, weight: Any, packed_from: dict[tuple[int, int], int]) -> None:
         import torch
 
         weight = weight.detach().contiguous()
         self._packed: Any = None
+        self._transposed: Any = weight.t().contiguous()
+        self.packed_from = CALIBRATION_ROWS[-1] + 1  # rows from which the packed layout is used
         try:
             self._packed = torch.ops.mkldnn._reorder_linear_weight(weight)
             self._packed_product(weight[:1])
         except (AttributeError, RuntimeError):  # a torch built without oneDNN
             self._packed = None
-            self._transposed = weight.t().contiguous()
+            return
+        shape = (weight.shape[1], weight.shape[0])
+        if shape not in packed_from:
+            packed_from[shape] = self._calibrate()
+        self.packed_from = packed_from[shape]
+        if self.packed_from > CALIBRATION_ROWS[-1]:
+            self._packed = None  # never faster here
+        elif self.packed_from <= CALIBRATION_ROWS[0]:
+            self._transposed = None  # always faster here
 
     def _packed_product(self, x: Any) -> Any:
         import torch
 
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, None, "none", [], "")
 
+    def _calibrate(self) -> int:
+        """The smallest measured row count from which the packed layout is faster for
+        every larger count (beyond the largest: never)."""
+        import time
+
+        import torch
+
+        def best_time(product: Callable[[Any], Any], x: Any) -> float:
+            best = float("inf")
+            for _ in range(12):
+                started = time.perf_counter()
+                product(x)
+                best = min(best, time.perf_counter() - started)
+            return best
+
+        packed_from = CALIBRATION_ROWS[-1] + 1
+        for rows in reversed(CALIBRATION_ROWS):
+            x = torch.randn(rows, self._transposed.shape[0])
+            if best_time(self._packed_product, x) >= best_time(
+                lambda rows: rows @ self._transposed, x
+            ):
+                break
+            packed_from = rows
+        return packed_from
+
+    def add_product(self, residual: Any, x: Any) -> Any:
+        """``residual + self(x)``, in one call where the plain layout serves ``x``."""
+        import torch
+
+        if self._uses_packed(x):
+            return residual + self._packed_product(x)
+        return torch.addmm(residual, x, self._transposed)
+
+    def _uses_packed(self, x: Any) -> bool:
+        return self._transposed is None or (
+            self._packed is not None and x.numel() // x.shape[-1] >= self.packed_from
+        )
+
     def __call__(self, x: Any) -> Any:
-        if self._packed is not None:
+        if self._uses_packed(x):
             return self._packed_product(x)
         return x @ self._transposed
 
 
 @dataclass(frozen=True)
 class _Layer:
-    input_norm: Any
     qkv: _Linear  # hidden -> (heads + 2 * kv_heads) * head_dim
     out: _Linear
-    post_norm: Any
     gate_up: _Linear  # hidden -> 2 * intermediate
     down: _Linear
 
@@ -77,25 +133,30 @@ class LeanDecoder:
         self._rotary = model.model.rotary_emb
         inner = model.model
         self.embed = inner.embed_tokens.weight.detach()
-        self.final_norm = inner.norm.weight.detach()
-        self.head = _Linear(model.lm_head.weight)
+        packed_from: dict[tuple[int, int], int] = {}
+        self.head = _Linear(model.lm_head.weight * inner.norm.weight, packed_from)
         self.layers = []
         for layer in inner.layers:
             attention, mlp = layer.self_attn, layer.mlp
-            qkv = [attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight]
+            # the attention scale rides on the query rows, the norm weight on the columns
+            query = attention.q_proj.weight * self.scale
+            qkv = [query, attention.k_proj.weight, attention.v_proj.weight]
             self.layers.append(
                 _Layer(
-                    input_norm=layer.input_layernorm.weight.detach(),
-                    qkv=_Linear(torch.cat(qkv)),
-                    out=_Linear(attention.o_proj.weight),
-                    post_norm=layer.post_attention_layernorm.weight.detach(),
-                    gate_up=_Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
-                    down=_Linear(mlp.down_proj.weight),
+                    qkv=_Linear(torch.cat(qkv) * layer.input_layernorm.weight, packed_from),
+                    out=_Linear(attention.o_proj.weight, packed_from),
+                    gate_up=_Linear(
+                        torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+                        * layer.post_attention_layernorm.weight,
+                        packed_from,
+                    ),
+                    down=_Linear(mlp.down_proj.weight, packed_from),
                 )
             )
         self._cos = self._sin = torch.empty(0)
         hidden = self.embed.shape[1]
         self._mean_column = torch.full((hidden, 1), 1.0 / hidden)
+        self._eps = torch.tensor([[self.eps]])
         # rotate_half as a signed permutation: (x @ turn)[j] = -x[j + half] or x[j - half]
         half = self.head_dim // 2
         turn = torch.zeros(self.head_dim, self.head_dim)
@@ -231,12 +292,15 @@ class LeanDecoder:
             next_position = next_position + 1
         return outputs
 
-    def _norm(self, x: Any, weight: Any) -> Any:
-        """RMSNorm; the mean of squares as a product with a ``1/hidden`` column, which on a
-        CPU costs half of ``mean``'s reduction for one row."""
+    def _norm(self, x: Any) -> Any:
+        """RMSNorm without its weight, which is folded into the product that follows. The
+        mean of squares is a product with a ``1/hidden`` column, which on a CPU costs half of
+        ``mean``'s reduction for one row."""
         import torch
 
-        return weight * (x * torch.matmul(x * x, self._mean_column).add_(self.eps).rsqrt_())
+        if x.dim() == 2:
+            return x * torch.addmm(self._eps, x * x, self._mean_column).rsqrt_()
+        return x * torch.matmul(x * x, self._mean_column).add_(self.eps).rsqrt_()
 
     def _prefill(
         self, input_ids: Any, positions: Any, key_mask: Any, keys: Any, values: Any
@@ -258,7 +322,7 @@ class LeanDecoder:
             mask = mask.unsqueeze(1)  # pad queries see themselves: no all-masked rows (NaN)
         x = self.embed[input_ids]
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._norm(x, layer.input_norm))
+            qkv = layer.qkv(self._norm(x))
             qk = qkv[..., :rotated].view(batch, length, heads + kv_heads, dim)
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin
             q = qk[:, :, :heads].transpose(1, 2)
@@ -267,13 +331,13 @@ class LeanDecoder:
             keys[index, :, :, :, :length] = k.transpose(2, 3)
             values[index, :, :, :length] = v
             attended = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+                q, k, v, attn_mask=mask, is_causal=mask is None, scale=1.0, enable_gqa=True
             )
             x = x + layer.out(attended.transpose(1, 2).reshape(batch, length, heads * dim))
-            gate_up = layer.gate_up(self._norm(x, layer.post_norm))
+            gate_up = layer.gate_up(self._norm(x))
             gate, up = gate_up.split(self.intermediate, -1)
             x = x + layer.down(F.silu(gate) * up)
-        return self.head(self._norm(x[:, -1], self.final_norm))
+        return self.head(self._norm(x[:, -1]))
 
     def _step(
         self, tokens: Any, positions: Any, column: int, keys: Any, values: Any, bias: Any
@@ -287,24 +351,33 @@ class LeanDecoder:
         rotated = (heads + kv_heads) * dim
         seen = column + 1
         rotation = self._rotations(positions)  # (batch, dim, dim)
-        attend_bias = bias[..., :seen] if bias is not None else None
+        groups = batch * kv_heads
+        attend_bias = None
+        if bias is not None:  # (batch, 1, 1, total) -> one row per query head of each group
+            attend_bias = bias[..., :seen].expand(batch, kv_heads, heads // kv_heads, seen)
+            attend_bias = attend_bias.reshape(groups, heads // kv_heads, seen)
         x = self.embed[tokens]  # (batch, hidden)
         layer_caches = zip(self.layers, keys.unbind(0), values.unbind(0), strict=True)
         for layer, layer_keys, layer_values in layer_caches:
-            qkv = layer.qkv(self._norm(x, layer.input_norm))
+            qkv = layer.qkv(self._norm(x))
             qk = torch.bmm(qkv[:, :rotated].view(batch, heads + kv_heads, dim), rotation)
             layer_keys[..., column] = qk[:, heads:]
             layer_values[:, :, column] = qkv[:, rotated:].view(batch, kv_heads, dim)
-            query = qk[:, :heads].view(batch, kv_heads, heads // kv_heads, dim)
-            scores = (query @ layer_keys[..., :seen]) * self.scale
-            if attend_bias is not None:
-                scores = scores + attend_bias
-            attended = torch.softmax(scores, -1) @ layer_values[:, :, :seen]
-            x = x + layer.out(attended.view(batch, heads * dim))
-            gate_up = layer.gate_up(self._norm(x, layer.post_norm))
+            # (batch * kv_heads) groups of query heads; 3-d products skip matmul's reshaping
+            query = qk[:, :heads].reshape(groups, heads // kv_heads, dim)
+            group_keys = layer_keys.view(groups, dim, -1)[..., :seen]
+            if attend_bias is None:
+                scores = torch.bmm(query, group_keys)
+            else:
+                scores = torch.baddbmm(attend_bias, query, group_keys)
+            attended = torch.bmm(
+                torch.softmax(scores, -1), layer_values.view(groups, -1, dim)[:, :seen]
+            )
+            x = layer.out.add_product(x, attended.view(batch, heads * dim))
+            gate_up = layer.gate_up(self._norm(x))
             gate, up = gate_up.split(self.intermediate, -1)
-            x = x + layer.down(F.silu(gate) * up)
-        return self.head(self._norm(x, self.final_norm))
+            x = layer.down.add_product(x, F.silu(gate) * up)
+        return self.head(self._norm(x))
 
     def _rotations(self, positions: Any) -> Any:
         """RoPE as one matrix per row: ``x @ R == x * cos + rotate_half(x) * sin``, so a
