@@ -179,3 +179,35 @@ def test_corpus_generators_have_no_ui_vocabulary(build_script: ModuleType) -> No
         )
     assert not build_script.is_clean('{"type": "FRAME", "layoutMode": "VERTICAL"}')
     assert build_script.clean_paragraphs("Keep this.\n\nA button here.") == "Keep this."
+
+
+def test_drills_are_scored_on_their_answers_and_spans_on_their_second_copy(
+    build_script: ModuleType, tokenizer: Any
+) -> None:
+    """The loss sees what reading can predict, not the random words it reads."""
+    rng = random.Random(3)
+    drill = build_script.render_chat(build_script.reading_chat(["alpha", "beta"], rng))
+    span = f"{build_script.BOS}{build_script.repeated_span_document(['alpha'], rng)}"
+    texts = [drill, span, "plain prose is scored whole"]
+    offsets = [
+        build_script.answer_offset(drill),
+        build_script.second_copy_offset(span),
+        0,
+    ]
+    stream = build_script.pack(tokenizer, texts, offsets)
+    assert stream.shape[0] == 2
+    ids, labels = stream.tolist()
+    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    starts = [0, lengths[0], lengths[0] + lengths[1]]
+    kept = [i if label != -100 else None for i, label in zip(ids, labels, strict=True)]
+    scored = [
+        tokenizer.decode([i for i in kept[a : a + n] if i is not None])
+        for a, n in zip(starts, lengths, strict=True)
+    ]
+    answer = drill[offsets[0] :]
+    assert scored[0] == answer  # the reply and its end marker, nothing of the prompt
+    assert build_script.ASSISTANT not in scored[0]
+    first, second = span[len(build_script.BOS) :].split("\n")
+    assert first == second and scored[1] == second
+    assert scored[2] == texts[2]
+    assert all(label in (-100, i) for i, label in zip(ids, labels, strict=True))
