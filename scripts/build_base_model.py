@@ -1578,6 +1578,7 @@ def write_model_card(out: Path, info: dict[str, Any]) -> None:
         else "The build used its whole budget."
     )
     shares_text = ", ".join(f"{name} {share:.0%}" for name, share in info["shares"].items())
+    scored_pct = f"{info.get('scored_share', 1.0):.0%}"
     quick = PROBES_PER_KIND_DURING
     card = f"""# tuneloop tiny base model
 
@@ -1631,8 +1632,11 @@ Built offline only (seed {info["seed"]}):
 * `repeated_spans`: a span of words shown twice (half pseudo-words).
 
 Shares of generated characters: {shares_text}; prose (docstrings and licenses)
-is the rest. The tokenizer is trained on the natural text and JSON only, so
-pseudo-words stay out of its vocabulary. The corpus teaches generic
+is the rest. The tokenizer is trained on the whole corpus, drills included, so
+it has the training pseudo-words' syllables as tokens (the probes' words are made of the
+same syllables but never occur in the corpus). Drills are scored on their answers only
+and repeated spans on their second copy ({scored_pct} of training tokens are scored).
+The corpus teaches generic
 `name`/`type`/`children` trees, which are also the shape of UI layout trees:
 disclosed here because fine-tuning a UI task starts from that shape.
 
