@@ -83,12 +83,13 @@ class _Linear:
         packed_from = CALIBRATION_ROWS[-1] + 1
         for rows in reversed(CALIBRATION_ROWS):
             x = torch.randn(rows, self._transposed.shape[0])
-            if best_time(self._packed_product, x) >= best_time(
-                lambda rows: rows @ self._transposed, x
-            ):
+            if best_time(self._packed_product, x) >= best_time(self._plain_product, x):
                 break
             packed_from = rows
         return packed_from
+
+    def _plain_product(self, x: Any) -> Any:
+        return x @ self._transposed
 
     def add_product(self, residual: Any, x: Any) -> Any:
         """``residual + self(x)``, in one call where the plain layout serves ``x``."""
@@ -106,7 +107,7 @@ class _Linear:
     def __call__(self, x: Any) -> Any:
         if self._uses_packed(x):
             return self._packed_product(x)
-        return x @ self._transposed
+        return self._plain_product(x)
 
 
 @dataclass(frozen=True)
